@@ -1,0 +1,207 @@
+"""Base classes that plugins subclass: :class:`Loss`, :class:`LipschitzEnforcer`,
+:class:`GANModel` and :class:`Dataset`.
+
+Each component class has
+
+* ``name`` — the name users type (``--loss wasserstein``);
+* ``description`` — one line for ``gantk plugins``;
+* ``options`` — a dict of option names to default values. Users set them with
+  ``--option KIND.KEY=VALUE`` (or a convenience flag such as ``--lambda``); the value is
+  converted to the default's type. Unknown keys are refused with "did you mean".
+
+An instance is created with ``Cls(**options)``; the validated options are in
+``self.opts``.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .errors import UsageError
+
+__all__ = [
+    "Component",
+    "Loss",
+    "LipschitzEnforcer",
+    "PenaltyOutput",
+    "GANModel",
+    "Dataset",
+    "coerce_option",
+]
+
+
+def coerce_option(value: Any, default: Any, key: str) -> Any:
+    """Convert ``value`` (often a string from the command line) to the type of ``default``."""
+    if default is None:
+        return value
+    if isinstance(value, type(default)) and isinstance(value, bool) == isinstance(default, bool):
+        return value
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, str):
+            return str(value)
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"option {key}={value!r}: expected {type(default).__name__}"
+        ) from None
+    return value
+
+
+class Component:
+    """Common base: a name, a description and typed options with defaults."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    options: ClassVar[Mapping[str, Any]] = {}
+    kind: ClassVar[str] = "component"
+
+    def __init__(self, **opts: Any):
+        merged = dict(self.options)
+        for key, value in opts.items():
+            if key not in self.options:
+                close = difflib.get_close_matches(key, list(self.options), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                known = ", ".join(sorted(self.options)) or "none"
+                raise UsageError(
+                    f"{self.kind} {self.name!r} has no option {key!r}{hint} (its options: {known})"
+                )
+            merged[key] = coerce_option(value, self.options[key], f"{self.kind}.{key}")
+        self.opts: dict[str, Any] = merged
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.opts.items())
+        return f"{type(self).__name__}({args})"
+
+
+class Loss(Component):
+    """An adversarial loss.
+
+    ``critic_loss(real_out, fake_out)`` returns the scalar the critic minimises;
+    ``generator_loss(fake_out)`` the scalar the generator minimises. ``real_out`` and
+    ``fake_out`` are the critic's raw outputs (logits / scores), shape (B,) or (B, 1).
+    """
+
+    kind = "loss"
+
+    def critic_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def generator_loss(self, fake_out: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@dataclass
+class PenaltyOutput:
+    """What :meth:`LipschitzEnforcer.penalty` returns.
+
+    ``value`` is a scalar tensor added to the critic loss before the (single) backward;
+    ``stats`` holds floats-to-be (0-dim tensors or numbers) for logging, e.g.
+    ``{"grad_norm": ..., "penalty": ...}``.
+    """
+
+    value: torch.Tensor
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class LipschitzEnforcer(Component):
+    """Keeps the critic (approximately) 1-Lipschitz.
+
+    The trainer calls, in order:
+
+    1. ``prepare_critic(critic)`` once, right after the critic is built and before the
+       optimizer is created; returns the (possibly wrapped or modified) critic.
+    2. ``penalty(critic, real, fake, generator=...)`` on every critic step; returns a
+       :class:`PenaltyOutput` whose ``value`` is added to the critic loss, or ``None``
+       for no penalty. It must not call ``backward`` itself: the trainer does one
+       backward of loss + penalty.
+    3. ``after_critic_step(critic)`` after each critic optimizer step (e.g. clipping).
+
+    ``forbids_batchnorm`` — True when the method is wrong with BatchNorm in the critic
+    (a per-sample gradient penalty); the trainer refuses such critics unless the user
+    overrides.
+    """
+
+    kind = "lipschitz enforcer"
+    forbids_batchnorm: ClassVar[bool] = False
+
+    def prepare_critic(self, critic: nn.Module) -> nn.Module:
+        return critic
+
+    def penalty(
+        self,
+        critic: nn.Module,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> PenaltyOutput | None:
+        return None
+
+    def after_critic_step(self, critic: nn.Module) -> None:
+        return None
+
+
+class GANModel(Component):
+    """A model family: builds a generator and a critic for a data shape.
+
+    ``build_generator(data_shape, latent_dim)`` returns a module mapping (B, latent_dim)
+    noise to (B, *data_shape) samples. ``build_critic(data_shape)`` returns a module
+    mapping (B, *data_shape) to (B,) or (B, 1) scores. ``supports(data_shape)`` says
+    whether the family can handle the shape (return a reason string when it cannot).
+    """
+
+    kind = "model"
+    #: latent size used when neither the user nor the dataset chooses one
+    default_latent_dim: ClassVar[int] = 128
+
+    def supports(self, data_shape: tuple[int, ...]) -> str | None:
+        return None
+
+    def build_generator(self, data_shape: tuple[int, ...], latent_dim: int) -> nn.Module:
+        raise NotImplementedError
+
+    def build_critic(self, data_shape: tuple[int, ...]) -> nn.Module:
+        raise NotImplementedError
+
+
+class Dataset(Component):
+    """A source of training samples.
+
+    ``load(seed)`` returns every sample as one float tensor of shape (N, *sample_shape)
+    (generated sets draw N samples with the seed). Image sets return values in [-1, 1]
+    and set ``modality = "image"``; 2-D point sets use ``modality = "points"``.
+    ``latent_dim`` (or None) suggests a latent size to the model.
+
+    A dataset that reads files sets the ``path`` option and overrides ``can_open``.
+    """
+
+    kind = "dataset"
+    modality: ClassVar[str] = "tensor"
+    latent_dim: ClassVar[int | None] = None
+
+    @classmethod
+    def can_open(cls, path: os.PathLike | str) -> bool:
+        return False
+
+    def load(self, seed: int = 0) -> torch.Tensor:
+        raise NotImplementedError

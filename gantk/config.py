@@ -1,0 +1,148 @@
+"""The run configuration and the presets from the papers."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError, UnknownComponentError, UsageError
+
+#: Presets (explicit flags override). Optimizer settings follow each paper:
+#: GAN — DCGAN's Adam 2e-4, β = (0.5, 0.999); WGAN — RMSProp 5e-5, n_critic 5, c = 0.01;
+#: WGAN-GP — Algorithm 1: Adam 1e-4, β = (0, 0.9), λ = 10, n_critic 5;
+#: SN-GAN — hinge loss, Adam 2e-4, β = (0, 0.9), n_critic 5.
+PRESETS: dict[str, dict[str, Any]] = {
+    "gan": {"loss": "minimax", "lipschitz": "none", "optimizer": "adam", "lr": 2e-4,
+            "betas": (0.5, 0.999), "n_critic": 1},
+    "wgan": {"loss": "wasserstein", "lipschitz": "clip", "optimizer": "rmsprop", "lr": 5e-5,
+             "betas": (0.5, 0.999), "n_critic": 5},
+    "wgan-gp": {"loss": "wasserstein", "lipschitz": "gp", "optimizer": "adam", "lr": 1e-4,
+                "betas": (0.0, 0.9), "n_critic": 5},
+    "sngan": {"loss": "hinge", "lipschitz": "sn", "optimizer": "adam", "lr": 2e-4,
+              "betas": (0.0, 0.9), "n_critic": 5},
+}
+DEFAULT_PRESET = "wgan-gp"
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+
+
+def infer_preset(loss: str | None, lipschitz: str | None) -> str:
+    """The preset whose (loss, enforcer) pair matches what the user chose; the default
+    preset's optimizer settings otherwise."""
+    if loss is None and lipschitz is None:
+        return DEFAULT_PRESET
+    for name, p in PRESETS.items():
+        if (loss in (None, p["loss"])) and (lipschitz in (None, p["lipschitz"])):
+            return name
+    if lipschitz in ("gp", "lp") or (lipschitz is None and loss == "wasserstein"):
+        return "wgan-gp"
+    if lipschitz == "clip":
+        return "wgan"
+    if lipschitz == "sn":
+        return "sngan"
+    if loss in ("minimax", "ns", "lsgan") and lipschitz in (None, "none"):
+        return "gan"
+    return DEFAULT_PRESET
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; stored as JSON in every checkpoint."""
+
+    data: str = "25gaussians"
+    data_options: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)
+    loss: str = "wasserstein"
+    loss_options: dict[str, Any] = field(default_factory=dict)
+    lipschitz: str = "gp"
+    lipschitz_options: dict[str, Any] = field(default_factory=dict)
+    preset: str = DEFAULT_PRESET
+    steps: int = 2000
+    batch_size: int = 256
+    n_critic: int = 5
+    optimizer: str = "adam"
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.0, 0.9)
+    latent_dim: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    out: str = "runs"
+    name: str | None = None
+    log_every: int = 50
+    checkpoint_every: int = 500
+    image_every: int = 500
+    keep: int = 3
+    allow_batchnorm: bool = False
+
+    def validate(self) -> None:
+        def bad(msg):
+            raise UsageError(msg)
+
+        if self.preset not in PRESETS:
+            raise UnknownComponentError("preset", self.preset, PRESETS)
+        if not self.steps >= 1:
+            bad(f"--steps must be >= 1, got {self.steps}")
+        if not self.batch_size >= 1:
+            bad(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not self.n_critic >= 1:
+            bad(f"--n-critic must be >= 1, got {self.n_critic}")
+        if not (self.lr > 0) or self.lr != self.lr or self.lr == float("inf"):
+            bad(f"--lr must be > 0, got {self.lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UnknownComponentError("optimizer", self.optimizer, OPTIMIZERS)
+        b1, b2 = self.betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            bad(f"--betas must lie in [0, 1), got {self.betas}")
+        if self.latent_dim is not None and self.latent_dim < 1:
+            bad(f"--latent-dim must be >= 1, got {self.latent_dim}")
+        for k in ("log_every", "checkpoint_every", "image_every"):
+            if getattr(self, k) < 0:
+                bad(f"--{k.replace('_', '-')} must be >= 0")
+        if self.keep < 1:
+            bad(f"--keep must be >= 1, got {self.keep}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            bad(f"--device must be auto, cpu or cuda, got {self.device!r}")
+
+    def to_json(self) -> str:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"run config is not valid JSON: {exc}") from None
+        if not isinstance(d, dict):
+            raise ConfigError("run config is not a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"run config has unknown keys: {', '.join(sorted(unknown))}")
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return cls(**d)
+
+
+def make_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
+    """Build a config from a preset (inferred from loss/lipschitz when not given) and
+    explicit overrides (``None`` values mean "not given")."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if preset is None:
+        preset = infer_preset(given.get("loss"), given.get("lipschitz"))
+    if preset not in PRESETS:
+        raise UnknownComponentError("preset", preset, PRESETS)
+    base = dict(PRESETS[preset])
+    base["preset"] = preset
+    base.update(given)
+    if "betas" in base:
+        base["betas"] = tuple(base["betas"])
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(base) - names
+    if unknown:
+        raise UsageError(f"unknown config keys: {', '.join(sorted(unknown))}")
+    cfg = TrainConfig(**base)
+    cfg.validate()
+    return cfg

@@ -1,0 +1,79 @@
+"""Turning ``--data NAME_OR_PATH`` into samples, and batching them."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .components import Dataset
+from .errors import DataError, UnknownComponentError
+from .plugins import get_registry
+
+
+def modality_of(shape: tuple[int, ...]) -> str:
+    """``points`` for 2-D points, ``image`` for (C, H, W) with C in 1..4, else ``tensor``."""
+    if shape == (2,):
+        return "points"
+    if len(shape) == 3 and shape[0] in (1, 2, 3, 4) and shape[1] >= 4 and shape[2] >= 4:
+        return "image"
+    return "tensor"
+
+
+def resolve_dataset(data: str, options: dict[str, Any] | None = None) -> Dataset:
+    """A registered dataset name, or a path that some registered dataset can open."""
+    reg = get_registry("dataset")
+    options = dict(options or {})
+    if data in reg:
+        return reg.get(data)(**options)
+    p = Path(data)
+    looks_like_path = p.exists() or any(s in data for s in ("/", "\\", ".")) 
+    if looks_like_path:
+        if not p.exists():
+            raise DataError(f"data not found: {data}")
+        for entry in reg:
+            if entry.obj.can_open(p):
+                options.setdefault("path", str(p))
+                return entry.obj(**options)
+        raise DataError(f"no dataset can read {data} (tensor files: .safetensors, .npy, .npz)")
+    raise UnknownComponentError("dataset", data, reg.names(), "or give a path to a tensor file or folder")
+
+
+def load_samples(data: str, options: dict[str, Any] | None = None, seed: int = 0) -> tuple[Dataset, torch.Tensor]:
+    ds = resolve_dataset(data, options)
+    x = ds.load(seed)
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] < 1:
+        raise DataError(f"dataset {ds.name!r} returned no usable samples")
+    return ds, x.float().contiguous()
+
+
+class BatchSampler:
+    """Random batches without replacement within an epoch, reshuffled each epoch with
+    its own generator (so runs are reproducible and resumable)."""
+
+    def __init__(self, data: torch.Tensor, batch_size: int, generator: torch.Generator):
+        if batch_size > data.shape[0]:
+            raise DataError(f"--batch-size {batch_size} is larger than the data ({data.shape[0]} samples)")
+        self.data = data
+        self.batch_size = batch_size
+        self.g = generator
+        self._perm: torch.Tensor | None = None
+        self._pos = 0
+
+    def next(self) -> torch.Tensor:
+        n = self.data.shape[0]
+        if self._perm is None or self._pos + self.batch_size > n:
+            self._perm = torch.randperm(n, generator=self.g).to(self.data.device)
+            self._pos = 0
+        idx = self._perm[self._pos : self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return self.data.index_select(0, idx)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        perm = self._perm if self._perm is not None else torch.empty(0, dtype=torch.long)
+        return {"perm": perm.cpu(), "pos": torch.tensor(self._pos)}
+
+    def load_state(self, st: dict[str, torch.Tensor]) -> None:
+        perm = st.get("perm")
+        self._perm = perm.to(self.data.device) if perm is not None and perm.numel() else None
+        self._pos = int(st.get("pos", torch.tensor(0)))

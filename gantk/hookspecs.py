@@ -1,0 +1,53 @@
+"""Hook specifications: the whole contract between gantk and its plugins.
+
+Every hook here is a *collection* hook: gantk calls it once per plugin, passing a
+``register`` callback built by the host, and the plugin calls ``register(Class)``
+for each component it provides. The class's ``name`` attribute is the name users
+type on the command line. Built-in components are registered through these very
+hooks (see ``gantk/default_plugins``).
+"""
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("gantk")
+
+
+@hookspec
+def register_models(register):
+    """Register GAN model families (generator + critic builders).
+
+    Called once per plugin when gantk first needs its registry (the CLI at start-up,
+    ``gantk.create_model``). ``register(cls)`` takes a subclass of
+    :class:`gantk.GANModel` with a unique ``name``. The return value is ignored.
+    """
+
+
+@hookspec
+def register_losses(register):
+    """Register adversarial losses.
+
+    Called once per plugin when the registry is built. ``register(cls)`` takes a
+    subclass of :class:`gantk.Loss` with a unique ``name``. The return value is ignored.
+    """
+
+
+@hookspec
+def register_lipschitz(register):
+    """Register Lipschitz enforcers (weight clipping, gradient penalties, spectral norm...).
+
+    Called once per plugin when the registry is built. ``register(cls)`` takes a
+    subclass of :class:`gantk.LipschitzEnforcer` with a unique ``name``. The return
+    value is ignored.
+    """
+
+
+@hookspec
+def register_datasets(register):
+    """Register data sets (generated toy sets, bundled sets, file and folder readers).
+
+    Called once per plugin when the registry is built. ``register(cls)`` takes a
+    subclass of :class:`gantk.Dataset` with a unique ``name``. A dataset that can
+    open paths overrides ``Dataset.can_open(path)``, so ``--data some/file`` finds
+    it. The return value is ignored.
+    """

@@ -1,0 +1,418 @@
+"""The training loop: n_critic critic steps per generator step, with one backward of
+(adversarial loss + penalty) per critic step."""
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import checkpoint as ckpt_mod
+from .components import GANModel, LipschitzEnforcer, Loss
+from .config import TrainConfig
+from .data import BatchSampler, load_samples, modality_of
+from .errors import ConfigError, GantkError, OutputError, TrainingError, UsageError
+from .fsutil import append_line, check_writable_dir, write_bytes_atomic
+from .plugins import get_registry
+
+
+class GantkWarning(UserWarning):
+    """Advice about a run (e.g. Adam with weight clipping)."""
+
+
+class TrainingInterrupted(GantkError):
+    """SIGINT/SIGTERM: the run stopped after writing a checkpoint."""
+
+    def __init__(self, msg: str, exit_code: int):
+        super().__init__(msg)
+        self.exit_code = exit_code
+
+
+class Callback:
+    """Receives progress from :class:`Trainer`; the CLI's progress bar is one."""
+
+    def on_start(self, trainer: Trainer) -> None: ...
+    def on_step(self, step: int) -> None: ...
+    def on_log(self, step: int, metrics: dict[str, float]) -> None: ...
+    def on_checkpoint(self, step: int, path: Path) -> None: ...
+    def on_image(self, step: int, path: Path) -> None: ...
+    def on_end(self, result: TrainResult) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    checkpoint: Path
+    image: Path | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but no CUDA GPU is available (use --device cpu)")
+    return dev
+
+
+def has_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def make_optimizer(name: str, params, lr: float, betas: tuple[float, float]) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    raise UsageError(f"unknown optimizer {name!r}")
+
+
+@dataclass
+class Components:
+    """Everything built from a config: data, networks, loss and enforcer."""
+
+    data: torch.Tensor
+    data_shape: tuple[int, ...]
+    modality: str
+    latent_dim: int
+    model: GANModel
+    generator: nn.Module
+    critic: nn.Module
+    loss: Loss
+    enforcer: LipschitzEnforcer
+
+
+def default_model_for(modality: str) -> str:
+    reg = get_registry("model")
+    if modality == "image" and "dcgan" in reg:
+        return "dcgan"
+    return "mlp"
+
+
+def build_components(cfg: TrainConfig, *, data: torch.Tensor | None = None, device=None) -> Components:
+    """Resolve every component of ``cfg`` and build the networks (seeded by cfg.seed)."""
+    device = device or resolve_device(cfg.device)
+    # resolve names first, so a misspelt name fails before any work
+    loss = get_registry("loss").get(cfg.loss)(**cfg.loss_options)
+    enforcer = get_registry("lipschitz").get(cfg.lipschitz)(**cfg.lipschitz_options)
+    model_cls = get_registry("model").get(cfg.model) if cfg.model else None
+    ds = None
+    if data is None:
+        ds, data = load_samples(cfg.data, cfg.data_options, cfg.seed)
+    data_shape = tuple(data.shape[1:])
+    modality = modality_of(data_shape)
+    if model_cls is None:
+        model_cls = get_registry("model").get(default_model_for(modality))
+    model = model_cls(**cfg.model_options)
+    reason = model.supports(data_shape)
+    if reason:
+        raise ConfigError(f"model {model.name!r} cannot handle data of shape {data_shape}: {reason}")
+    latent = cfg.latent_dim or (ds.latent_dim if ds is not None and ds.latent_dim else None)
+    latent = latent or (2 if modality == "points" else model.default_latent_dim)
+    torch.manual_seed(cfg.seed)
+    generator = model.build_generator(data_shape, latent)
+    critic = model.build_critic(data_shape)
+    if enforcer.forbids_batchnorm and has_batchnorm(critic) and not cfg.allow_batchnorm:
+        raise ConfigError(
+            f"the {model.name!r} critic contains BatchNorm, which couples the samples of a batch and "
+            f"makes the per-sample gradient penalty of {enforcer.name!r} wrong (the WGAN-GP critic has "
+            "none); choose a critic without it, or pass --allow-batchnorm to train anyway"
+        )
+    critic = enforcer.prepare_critic(critic)
+    return Components(data.to(device), data_shape, modality, latent, model, generator.to(device),
+                      critic.to(device), loss, enforcer)
+
+
+def _new_run_dir(cfg: TrainConfig) -> Path:
+    out = check_writable_dir(cfg.out)
+    stem = cfg.name or f"{Path(cfg.data).stem}-{cfg.preset if cfg.preset else cfg.loss}-{datetime.now():%Y%m%d-%H%M%S}"
+    run = out / stem
+    i = 1
+    while run.exists():
+        i += 1
+        run = out / f"{stem}-{i}"
+    run.mkdir(parents=True)
+    return run
+
+
+_METRIC_KEYS = ("critic_loss", "generator_loss", "w_estimate", "grad_norm", "penalty")
+
+
+class Trainer:
+    """Builds a run from a config (or resumes one from a checkpoint) and trains it."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        callbacks: list[Callback] | None = None,
+        resume: ckpt_mod.Checkpoint | None = None,
+        run_dir: str | Path | None = None,
+    ):
+        cfg.validate()
+        self.cfg = cfg
+        self.callbacks = list(callbacks or [])
+        self.device = resolve_device(cfg.device)
+        c = build_components(cfg, device=self.device)
+        self.c = c
+        self.G, self.D = c.generator, c.critic
+        if c.data.shape[0] < cfg.batch_size:
+            raise UsageError(f"--batch-size {cfg.batch_size} is larger than the data ({c.data.shape[0]} samples)")
+        if cfg.lipschitz == "clip" and cfg.optimizer == "adam":
+            warnings.warn(
+                "Adam with weight clipping: the WGAN paper found momentum-based optimizers unstable "
+                "with clipping and used RMSProp (--optimizer rmsprop, or --preset wgan)",
+                GantkWarning, stacklevel=2,
+            )
+        self.opt_g = make_optimizer(cfg.optimizer, self.G.parameters(), cfg.lr, cfg.betas)
+        self.opt_d = make_optimizer(cfg.optimizer, self.D.parameters(), cfg.lr, cfg.betas)
+        self.g_data = torch.Generator().manual_seed(cfg.seed)
+        self.g_noise = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.sampler = BatchSampler(c.data, cfg.batch_size, self.g_data)
+        nvis = 64 if c.modality == "image" else 1024
+        self.z_fixed = torch.randn(nvis, c.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 7919)).to(self.device)
+        self.step = 0
+        self._stop_signal: int | None = None
+        self.last_checkpoint: Path | None = None
+        self.last_image: Path | None = None
+        if resume is not None:
+            self._restore(resume)
+            self.run_dir = Path(run_dir) if run_dir else resume.path.parent.parent
+            self.last_checkpoint = resume.path
+        else:
+            self.run_dir = Path(run_dir) if run_dir else _new_run_dir(cfg)
+            check_writable_dir(self.run_dir)
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        write_bytes_atomic(self.run_dir / "config.json", json.dumps(json.loads(cfg.to_json()), indent=2).encode())
+
+    # ----------------------------------------------------------------- state
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        st = {"data": self.g_data.get_state(), "noise": self.g_noise.get_state(), "torch": torch.get_rng_state()}
+        s = self.sampler.state()
+        st["sampler_perm"], st["sampler_pos"] = s["perm"], s["pos"]
+        return st
+
+    def _restore(self, ck: ckpt_mod.Checkpoint) -> None:
+        try:
+            self.G.load_state_dict(ck.module_state("generator"))
+            self.D.load_state_dict(ck.module_state("critic"))
+            self.opt_g.load_state_dict(ckpt_mod.optimizer_state(ck, "opt_g"))
+            self.opt_d.load_state_dict(ckpt_mod.optimizer_state(ck, "opt_d"))
+            t = ck.tensors
+            self.g_data.set_state(t["rng.data"])
+            self.g_noise.set_state(t["rng.noise"].to(self.g_noise.get_state().device))
+            torch.set_rng_state(t["rng.torch"])
+            self.sampler.load_state({"perm": t["rng.sampler_perm"], "pos": t["rng.sampler_pos"]})
+        except (RuntimeError, KeyError, ValueError) as exc:
+            from .errors import CheckpointError
+
+            raise CheckpointError(f"{ck.path}: does not match its run config ({str(exc).splitlines()[0]})") from None
+        self.step = ck.step
+
+    def save(self) -> Path:
+        for name, mod in (("generator", self.G), ("critic", self.D)):
+            for pname, p in mod.named_parameters():
+                if not torch.isfinite(p).all():
+                    raise TrainingError(
+                        f"step {self.step}: {name} parameter {pname} is not finite; not overwriting the "
+                        f"last good checkpoint ({self.last_checkpoint or 'none yet'})"
+                    )
+        path = ckpt_mod.checkpoint_path(self.run_dir, self.step)
+        ckpt_mod.save_checkpoint(
+            path, config=self.cfg, step=self.step, generator=self.G, critic=self.D,
+            opt_g=self.opt_g, opt_d=self.opt_d, rng=self.rng_state(),
+            extra={"data_shape": list(self.c.data_shape), "latent_dim": self.c.latent_dim,
+                   "model": self.c.model.name, "modality": self.c.modality},
+        )
+        self.last_checkpoint = path
+        for _, old in ckpt_mod.list_checkpoints(self.run_dir)[: -self.cfg.keep]:
+            old.unlink(missing_ok=True)
+        for cb in self.callbacks:
+            cb.on_checkpoint(self.step, path)
+        return path
+
+    # ----------------------------------------------------------------- steps
+    def critic_step(self) -> dict[str, torch.Tensor]:
+        real = self.sampler.next()
+        z = torch.randn(real.shape[0], self.c.latent_dim, generator=self.g_noise, device=self.device)
+        with torch.no_grad():
+            fake = self.G(z)
+        real_out = self.D(real)
+        fake_out = self.D(fake)
+        loss = self.c.loss.critic_loss(real_out, fake_out)
+        pen = self.c.enforcer.penalty(self.D, real, fake, generator=self.g_noise)
+        total = loss + pen.value if pen is not None else loss
+        self.opt_d.zero_grad(set_to_none=True)
+        total.backward()  # one backward: adversarial loss + penalty
+        self.opt_d.step()
+        self.c.enforcer.after_critic_step(self.D)
+        out = {
+            "critic_loss": total.detach(),
+            "w_estimate": (real_out.detach().float().mean() - fake_out.detach().float().mean()),
+        }
+        if pen is not None:
+            for k, v in pen.stats.items():
+                out[k] = torch.as_tensor(v).detach().float()
+        return out
+
+    def generator_step(self) -> torch.Tensor:
+        for p in self.D.parameters():
+            p.requires_grad_(False)
+        z = torch.randn(self.cfg.batch_size, self.c.latent_dim, generator=self.g_noise, device=self.device)
+        loss = self.c.loss.generator_loss(self.D(self.G(z)))
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        for p in self.D.parameters():
+            p.requires_grad_(True)
+        return loss.detach()
+
+    # --------------------------------------------------------------- outputs
+    @torch.no_grad()
+    def write_image(self) -> Path | None:
+        was = self.G.training
+        self.G.eval()
+        fake = self.G(self.z_fixed)
+        self.G.train(was)
+        from . import plots
+
+        path = self.run_dir / "images" / f"step-{self.step:07d}.png"
+        title = f"{self.cfg.loss} + {self.cfg.lipschitz}, step {self.step}"
+        if self.c.modality == "points":
+            idx = torch.randperm(self.c.data.shape[0], generator=torch.Generator().manual_seed(0))[:1024]
+            plots.plot_points(path, fake, self.c.data[idx.to(self.c.data.device)], self.D, title=title)
+        elif self.c.modality == "image":
+            plots.save_image_grid(path, fake)
+        else:
+            plots.plot_tensor_samples(path, fake, title=title)
+        self.last_image = path
+        for cb in self.callbacks:
+            cb.on_image(self.step, path)
+        return path
+
+    def _request_stop(self, signum, frame) -> None:
+        if self._stop_signal is not None:  # second signal: stop now
+            raise KeyboardInterrupt
+        self._stop_signal = signum
+
+    # ------------------------------------------------------------------ loop
+    def train(self) -> TrainResult:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        for cb in self.callbacks:
+            cb.on_start(self)
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.signal(sig, self._request_stop)
+        sums = {k: torch.zeros((), device=self.device) for k in _METRIC_KEYS}
+        count = 0
+        last: dict[str, float] = {}
+        t_log = time.perf_counter()
+        try:
+            while self.step < cfg.steps:
+                crit: dict[str, torch.Tensor] = {}
+                for _ in range(cfg.n_critic):
+                    crit = self.critic_step()
+                g_loss = self.generator_step()
+                self.step += 1
+                count += 1
+                sums["generator_loss"] += g_loss.float()
+                for k, v in crit.items():
+                    if k in sums:
+                        sums[k] += v
+                for cb in self.callbacks:
+                    cb.on_step(self.step)
+                final = self.step >= cfg.steps
+                if (cfg.log_every and self.step % cfg.log_every == 0) or final:
+                    vals = torch.stack([sums[k] for k in _METRIC_KEYS]).div(count).tolist()
+                    now = time.perf_counter()
+                    last = dict(zip(_METRIC_KEYS, vals))
+                    if "grad_norm" not in crit:
+                        last.pop("grad_norm"), last.pop("penalty")
+                    bad = [k for k, v in last.items() if not math.isfinite(v)]
+                    if bad:
+                        raise TrainingError(
+                            f"training diverged at step {self.step}: {bad[0]} is {last[bad[0]]}; "
+                            f"last good checkpoint: {self.last_checkpoint or 'none (nothing was saved)'}"
+                        )
+                    last["steps_per_s"] = count / max(now - t_log, 1e-9)
+                    rec = {"step": self.step, **{k: round(v, 6) for k, v in last.items()},
+                           "time": round(now - t0, 3)}
+                    append_line(self.metrics_path, json.dumps(rec))
+                    for cb in self.callbacks:
+                        cb.on_log(self.step, last)
+                    sums = {k: torch.zeros((), device=self.device) for k in _METRIC_KEYS}
+                    count, t_log = 0, now
+                if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or final:
+                    self.save()
+                if (cfg.image_every and self.step % cfg.image_every == 0) or final:
+                    self.write_image()
+                if self._stop_signal is not None and not final:
+                    path = self.save()
+                    code = 130 if self._stop_signal == signal.SIGINT else 143
+                    raise TrainingInterrupted(
+                        f"stopped at step {self.step} by {signal.Signals(self._stop_signal).name}; checkpoint "
+                        f"{path}; continue with: gantk train --resume {self.run_dir}", code)
+        except KeyboardInterrupt:
+            path = self.save() if self.step > 0 else None
+            raise TrainingInterrupted(
+                f"interrupted at step {self.step}; "
+                + (f"checkpoint {path}; continue with: gantk train --resume {self.run_dir}" if path else "nothing saved"),
+                130) from None
+        finally:
+            for sig, h in handlers.items():
+                signal.signal(sig, h)
+        result = TrainResult(self.run_dir, self.step, self.last_checkpoint or self.save(), self.last_image,
+                             last, time.perf_counter() - t0)
+        for cb in self.callbacks:
+            cb.on_end(result)
+        return result
+
+
+RESUME_OVERRIDABLE = ("steps", "log_every", "checkpoint_every", "image_every", "keep", "device")
+
+
+def resume_config(saved: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """The saved config with the overrides that are safe on resume; others are refused."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    refused = [k for k, v in given.items() if k not in RESUME_OVERRIDABLE and getattr(saved, k, None) != v]
+    if refused:
+        raise ConfigError(
+            f"cannot change {', '.join('--' + k.replace('_', '-') for k in refused)} when resuming "
+            f"(it would make a different run); only {', '.join('--' + k.replace('_', '-') for k in RESUME_OVERRIDABLE)} may change"
+        )
+    cfg = replace(saved, **given)
+    cfg.validate()
+    return cfg
+
+
+def train(cfg: TrainConfig, *, callbacks: list[Callback] | None = None) -> TrainResult:
+    """Train a new run from ``cfg``."""
+    return Trainer(cfg, callbacks=callbacks).train()
+
+
+def resume(run: str | Path, overrides: dict[str, Any] | None = None, *,
+           callbacks: list[Callback] | None = None) -> TrainResult:
+    """Continue a run from its newest checkpoint (``--steps`` counts the total)."""
+    path = ckpt_mod.resolve_checkpoint(run)
+    ck = ckpt_mod.load_checkpoint(path)
+    cfg = resume_config(ck.config, overrides or {})
+    if cfg.steps <= ck.step:
+        raise UsageError(f"the run is already at step {ck.step}; pass --steps larger than that to continue")
+    run_dir = path.parent.parent
+    return Trainer(cfg, callbacks=callbacks, resume=ck, run_dir=run_dir).train()
