@@ -78,9 +78,19 @@ class SwissRoll(_Toy):
 
 _TENSOR_SUFFIXES = (".safetensors", ".npy", ".npz")
 
+try:
+    from safetensors import SafetensorError as _SafetensorError
+except ImportError:  # older safetensors
+    class _SafetensorError(Exception):
+        pass
+
 
 def _to_float(arr: np.ndarray | torch.Tensor, where: str) -> torch.Tensor:
-    t = torch.as_tensor(arr) if not isinstance(arr, torch.Tensor) else arr
+    if isinstance(arr, np.ndarray):
+        if arr.dtype.kind not in "fiub":
+            raise DataError(f"{where}: dtype {arr.dtype} is not usable as samples")
+        arr = torch.from_numpy(np.ascontiguousarray(arr))
+    t = arr
     if t.dtype == torch.bool or t.is_complex() or not (t.is_floating_point() or t.dtype in (
         torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
         raise DataError(f"{where}: dtype {t.dtype} is not usable as samples")
@@ -141,7 +151,7 @@ class TensorFile(Dataset):
                     return _to_float(z[key or names[0]], str(path))
         except DataError:
             raise
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError, KeyError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError, KeyError, _SafetensorError) as exc:
             raise DataError(f"{path}: cannot read tensor data ({type(exc).__name__}: {exc})") from None
         raise DataError(f"{path}: unsupported file type {suffix!r} (use {', '.join(_TENSOR_SUFFIXES)})")
 
