@@ -39,7 +39,12 @@ def _debug() -> bool:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    err.print(f"[yellow]warning:[/] {message}", highlight=False)
+    from .train import GantkNote
+
+    if issubclass(category, GantkNote):
+        err.print(f"[cyan]note:[/] {message}", highlight=False)
+    else:
+        err.print(f"[yellow]warning:[/] {message}", highlight=False)
 
 
 @contextlib.contextmanager

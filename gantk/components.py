@@ -198,6 +198,10 @@ class Dataset(Component):
     kind = "dataset"
     modality: ClassVar[str] = "tensor"
     latent_dim: ClassVar[int | None] = None
+    #: option defaults this data set recommends, as {"KIND.KEY": value} with KIND one of
+    #: model, loss, lipschitz; applied only where the user set nothing and the chosen
+    #: component has that option (e.g. the WGAN-GP toy code's λ = 0.1 for 2-D sets)
+    recommended: ClassVar[Mapping[str, Any]] = {}
 
     @classmethod
     def can_open(cls, path: os.PathLike | str) -> bool:

@@ -29,6 +29,31 @@ class GantkWarning(UserWarning):
     """Advice about a run (e.g. Adam with weight clipping)."""
 
 
+class GantkNote(UserWarning):
+    """Information about a choice gantk made for the user (shown as a note)."""
+
+
+def apply_recommendations(cfg: TrainConfig) -> TrainConfig:
+    """Fill in option defaults the data set recommends where the user set nothing."""
+    reg = get_registry("dataset")
+    if cfg.data not in reg:
+        return cfg
+    rec = reg.get(cfg.data).recommended
+    kinds = {"model": ("model", cfg.model), "loss": ("loss", cfg.loss), "lipschitz": ("lipschitz", cfg.lipschitz)}
+    for key, value in rec.items():
+        kind, opt = key.split(".", 1)
+        reg_kind, name = kinds[kind]
+        if name is None or name not in get_registry(reg_kind):
+            continue
+        cls = get_registry(reg_kind).get(name)
+        target = getattr(cfg, f"{kind}_options")
+        if opt in cls.options and opt not in target:
+            target[opt] = value
+            warnings.warn(f"{kind} option {opt} = {value} (recommended for {cfg.data}; "
+                          f"set -O {kind}.{opt}=... to override)", GantkNote, stacklevel=3)
+    return cfg
+
+
 class TrainingInterrupted(GantkError):
     """SIGINT/SIGTERM: the run stopped after writing a checkpoint."""
 
@@ -133,6 +158,12 @@ def build_components(cfg: TrainConfig, *, data: torch.Tensor | None = None, devi
             "none); choose a critic without it, or pass --allow-batchnorm to train anyway"
         )
     critic = enforcer.prepare_critic(critic)
+    # store typed values (the CLI hands strings) so config.json and checkpoints are exact
+    cfg.loss_options = {k: loss.opts[k] for k in cfg.loss_options}
+    cfg.lipschitz_options = {k: enforcer.opts[k] for k in cfg.lipschitz_options}
+    cfg.model_options = {k: model.opts[k] for k in cfg.model_options}
+    if ds is not None:
+        cfg.data_options = {k: ds.opts[k] for k in cfg.data_options}
     return Components(data.to(device), data_shape, modality, latent, model, generator.to(device),
                       critic.to(device), loss, enforcer)
 
@@ -164,6 +195,8 @@ class Trainer:
         run_dir: str | Path | None = None,
     ):
         cfg.validate()
+        if resume is None:
+            cfg = apply_recommendations(cfg)
         self.cfg = cfg
         self.callbacks = list(callbacks or [])
         self.device = resolve_device(cfg.device)

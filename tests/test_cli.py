@@ -101,7 +101,21 @@ def test_lambda_option_reaches_the_enforcer(tmp_path):
     res = run("train", *SMALL, "--lambda", "3.5", "-O", "lipschitz.k=0.5", "--steps", "1", "--out", tmp_path, "--name", "x")
     assert res.exit_code == 0, res.output
     cfg = json.loads((tmp_path / "x" / "config.json").read_text())
-    assert cfg["lipschitz_options"] == {"lambda": 3.5, "k": "0.5"}
+    assert cfg["lipschitz_options"] == {"lambda": 3.5, "k": 0.5}
+
+
+def test_toy_data_recommends_the_toy_code_lambda(tmp_path):
+    res = run("train", *SMALL, "--steps", "1", "--out", tmp_path, "--name", "t")
+    assert res.exit_code == 0, res.output
+    assert "note:" in res.output and "lambda = 0.1" in res.output
+    cfg = json.loads((tmp_path / "t" / "config.json").read_text())
+    assert cfg["lipschitz_options"] == {"lambda": 0.1}
+    res = run("train", *SMALL, "--steps", "1", "--lambda", "10", "--out", tmp_path, "--name", "u")
+    assert "note:" not in res.output
+    assert json.loads((tmp_path / "u" / "config.json").read_text())["lipschitz_options"] == {"lambda": 10.0}
+    # enforcers without the option are left alone
+    res = run("train", *SMALL, "--steps", "1", "--preset", "sngan", "--out", tmp_path, "--name", "v")
+    assert json.loads((tmp_path / "v" / "config.json").read_text())["lipschitz_options"] == {}
 
 
 def test_resume_continues(trained_run, tmp_path):
