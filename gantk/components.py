@@ -97,16 +97,20 @@ class Loss(Component):
     """An adversarial loss.
 
     ``critic_loss(real_out, fake_out)`` returns the scalar the critic minimises;
-    ``generator_loss(fake_out)`` the scalar the generator minimises. ``real_out`` and
-    ``fake_out`` are the critic's raw outputs (logits / scores), shape (B,) or (B, 1).
+    ``generator_loss(fake_out, real_out=None)`` the scalar the generator minimises.
+    ``real_out`` and ``fake_out`` are the critic's raw outputs (logits / scores), shape
+    (B,) or (B, 1). A loss whose generator term needs the critic's scores on real data
+    too (relativistic losses) sets ``needs_real_scores = True``; the trainer then passes
+    ``real_out`` (computed without gradient to the critic) to ``generator_loss``.
     """
 
     kind = "loss"
+    needs_real_scores: ClassVar[bool] = False
 
     def critic_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def generator_loss(self, fake_out: torch.Tensor) -> torch.Tensor:
+    def generator_loss(self, fake_out: torch.Tensor, real_out: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
 

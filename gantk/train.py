@@ -306,7 +306,12 @@ class Trainer:
         for p in self.D.parameters():
             p.requires_grad_(False)
         z = torch.randn(self.cfg.batch_size, self.c.latent_dim, generator=self.g_noise, device=self.device)
-        loss = self.c.loss.generator_loss(self.D(self.G(z)))
+        if self.c.loss.needs_real_scores:
+            with torch.no_grad():
+                real_out = self.D(self.sampler.next())
+            loss = self.c.loss.generator_loss(self.D(self.G(z)), real_out)
+        else:
+            loss = self.c.loss.generator_loss(self.D(self.G(z)))
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()

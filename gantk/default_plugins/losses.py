@@ -27,7 +27,7 @@ class Minimax(Loss):
         # -log σ(r) - log(1 - σ(f)) = softplus(-r) + softplus(f)
         return F.softplus(-real_out).mean() + F.softplus(fake_out).mean()
 
-    def generator_loss(self, fake_out):
+    def generator_loss(self, fake_out, real_out=None):
         # log(1 - σ(f)) = -softplus(f)
         return -F.softplus(_flat(fake_out)).mean()
 
@@ -38,7 +38,7 @@ class NonSaturating(Minimax):
     name = "ns"
     description = "non-saturating GAN, generator loss -log D(G(z))"
 
-    def generator_loss(self, fake_out):
+    def generator_loss(self, fake_out, real_out=None):
         return F.softplus(-_flat(fake_out)).mean()
 
 
@@ -51,7 +51,7 @@ class Wasserstein(Loss):
     def critic_loss(self, real_out, fake_out):
         return _flat(fake_out).mean() - _flat(real_out).mean()
 
-    def generator_loss(self, fake_out):
+    def generator_loss(self, fake_out, real_out=None):
         return -_flat(fake_out).mean()
 
 
@@ -64,7 +64,7 @@ class Hinge(Loss):
     def critic_loss(self, real_out, fake_out):
         return F.relu(1 - _flat(real_out)).mean() + F.relu(1 + _flat(fake_out)).mean()
 
-    def generator_loss(self, fake_out):
+    def generator_loss(self, fake_out, real_out=None):
         return -_flat(fake_out).mean()
 
 
@@ -79,7 +79,7 @@ class LeastSquares(Loss):
         b, a = self.opts["real_target"], self.opts["fake_target"]
         return 0.5 * ((_flat(real_out) - b) ** 2).mean() + 0.5 * ((_flat(fake_out) - a) ** 2).mean()
 
-    def generator_loss(self, fake_out):
+    def generator_loss(self, fake_out, real_out=None):
         return 0.5 * ((_flat(fake_out) - self.opts["real_target"]) ** 2).mean()
 
 
