@@ -1,0 +1,26 @@
+// CPU kernels of the gradient-penalty op (gp_cpu.cpp). Inputs are already checked and
+// laid out by the binding (gp_ops.cpp): the data tensor is one dense block with sample i
+// at elements [i*n, (i+1)*n); eps, norms, grad_penalty and inv_scale are contiguous in
+// the accumulation dtype (float64 for float64 data, float32 otherwise).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+namespace gantk {
+namespace cpu {
+
+void interpolate(const at::Tensor& real, const at::Tensor& fake, const at::Tensor& eps,
+                 const at::Tensor& out, int64_t b, int64_t n);
+
+// inv_scale: undefined tensor for scale 1.
+void norm_penalty(const at::Tensor& g, int64_t b, int64_t n, double target, bool one_sided,
+                  double weight, double norm_eps, const at::Tensor& inv_scale,
+                  const at::Tensor& penalty, const at::Tensor& norms);
+
+void norm_penalty_backward(const at::Tensor& grad_penalty, const at::Tensor& g,
+                           const at::Tensor& norms, int64_t b, int64_t n, double target,
+                           bool one_sided, double weight, const at::Tensor& inv_scale,
+                           const at::Tensor& dg);
+
+}  // namespace cpu
+}  // namespace gantk
