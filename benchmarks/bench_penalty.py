@@ -40,20 +40,13 @@ except ImportError:  # run from a checkout without installing
 
 from common import memory_bandwidth, run_metadata, timeit  # noqa: E402
 
+from gantk.benchmarking import user_step  # noqa: E402
+
 SHAPES = [(256, 2), (64, 1, 28, 28), (64, 3, 32, 32), (64, 3, 64, 64), (64, 3, 128, 128), (32, 3, 256, 256)]
 QUICK_SHAPES = [(256, 2), (64, 3, 32, 32), (64, 3, 128, 128)]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 VARIANTS = ["a_user", "b_ref", "c_compile", "d_ext"]
 LABELS = {"a_user": "(a) user", "b_ref": "(b) ref", "c_compile": "(c) compile", "d_ext": "(d) ext"}
-
-
-def user_step(real, fake, g):
-    b = real.shape[0]
-    eps = torch.rand(b, *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
-    x_hat = eps * real + (1 - eps) * fake
-    n = g.view(b, -1).norm(2, dim=1)
-    pen = ((n - 1) ** 2).mean()
-    return x_hat, pen
 
 
 def make_variants(real, fake, g, compiled):

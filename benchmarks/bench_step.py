@@ -1,0 +1,55 @@
+"""How fast is gantk's whole WGAN-GP training step compared with the same step written
+the way the WGAN-GP reference code writes it (three backward calls per critic step)?
+
+Same networks (deep copies), batch, dtype and seed; the critic step (critic on real and
+fake, penalty, backward, optimizer step) and the generator step are timed separately,
+and an iteration is 5 critic steps + 1 generator step. Also reported: the share of the
+critic step spent in the penalty's elementwise work (interpolation + norm head).
+
+    python benchmarks/bench_step.py [--cases toy-mlp,dcgan-32,dcgan-64] [--device cpu|cuda]
+
+Writes benchmarks/results/step-<device>.json and prints a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from common import HERE, run_metadata  # noqa: F401  (common puts gantk on sys.path)
+
+from gantk.benchmarking import STEP_CASES, bench_steps
+
+
+def table(rows) -> str:
+    out = ["| case | batch | gantk it/s | reference it/s | gantk ×ref | critic step ×ref | penalty elementwise share |",
+           "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "missing" in r:
+            out.append(f"| {r['case']} | {r['batch_size']} | missing: {r['missing']} | | | | |")
+            continue
+        out.append(f"| {r['case']} | {r['batch_size']} | {r['gantk_iter_per_s']:.2f} | {r['reference_iter_per_s']:.2f} "
+                   f"| {r['speedup']:.2f} | {r['critic_speedup']:.2f} | {100 * r['penalty_share']:.1f}% |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", default=",".join(STEP_CASES))
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--min-time", type=float, default=2.0)
+    ap.add_argument("--out", default=str(HERE / "results"))
+    args = ap.parse_args(argv)
+    rows = bench_steps(tuple(c for c in args.cases.split(",") if c), device=args.device, min_time=args.min_time)
+    result = {"meta": run_metadata(args.device), "rows": rows}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"step-{args.device}.json").write_text(json.dumps(result, indent=2))
+    print(f"{result['meta']['device_name']} ({args.device}), torch {torch.__version__}")
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
