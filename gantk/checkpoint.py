@@ -19,6 +19,8 @@ from .fsutil import atomic_path
 FORMAT = "gantk-checkpoint-1"
 MAX_HEADER = 64 * 1024 * 1024
 CKPT_DIR = "checkpoints"
+_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+             "BOOL": 1}
 _STEP_RE = re.compile(r"^step-(\d+)\.safetensors$")
 
 
@@ -129,13 +131,22 @@ def _read_header(path: Path, blob: bytes) -> dict:
     for name, info in header.items():
         if name == "__metadata__":
             continue
+        # dtype, shape and byte range are checked before any tensor is allocated
         try:
             start, end = info["data_offsets"]
-            ok = 0 <= start <= end <= body
+            dtype, shape = info["dtype"], info["shape"]
+            ok = (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= body
+                  and dtype in _ITEMSIZE and isinstance(shape, list)
+                  and all(isinstance(d, int) and 0 <= d for d in shape))
+            if ok:
+                numel = 1
+                for d in shape:
+                    numel *= d
+                ok = numel * _ITEMSIZE[dtype] == end - start
         except (TypeError, KeyError, ValueError):
             ok = False
         if not ok:
-            raise CheckpointError(f"{path}: corrupt checkpoint (tensor {name!r} lies outside the file)")
+            raise CheckpointError(f"{path}: corrupt checkpoint (tensor {name!r} has a bad dtype, shape or byte range)")
     return header
 
 
@@ -150,7 +161,15 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file")
     try:
-        blob = path.read_bytes()
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) == 8:
+                (n,) = struct.unpack("<Q", head)
+                if n > MAX_HEADER or 8 + n > size:  # refuse before reading (or allocating) anything
+                    raise CheckpointError(
+                        f"{path}: not a gantk checkpoint (bad header length, truncated or foreign file)")
+            blob = head + f.read()
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
     header = _read_header(path, blob)

@@ -69,3 +69,23 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot write to {p}: {exc.strerror or exc}") from None
     return p
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read a JSON-lines file written with :func:`append_line`, skipping a last line
+    left incomplete by a crash."""
+    import json
+
+    records = []
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i >= len(lines) - 2:  # the torn last line of a killed writer
+                break
+            raise
+    return records
