@@ -1,0 +1,120 @@
+"""gantk-r1: gradient penalties from the "which training methods converge" line of work,
+as gantk Lipschitz enforcers.
+
+* ``r1`` — Mescheder, Geiger & Nowozin 2018, "Which Training Methods for GANs do
+  actually Converge?": the zero-centred penalty on real data,
+  R1 = γ/2 · E_x~P_real ‖∇ₓD(x)‖².
+* ``r2`` — the same on generated data, R2 = γ/2 · E_x~P_G ‖∇ₓD(x)‖².
+* ``dragan`` — Kodali, Abernethy, Hays & Kira 2017, "On Convergence and Stability of
+  GANs": λ · E[(‖∇ₓD(x̃)‖ − k)²] at points x̃ near the real data (see :class:`DRAGAN`).
+
+All three go through gantk's public penalty op (``gantk.gradient_penalty_at`` and
+``gantk.gradient_penalty``), so they use gantk's fused kernel where it is available;
+the ``impl`` option (auto | ref | ext) is handed to the op unchanged.
+
+Only gantk's public API is used here.
+"""
+from __future__ import annotations
+
+import torch
+
+import gantk
+
+__version__ = "0.1.0"
+
+_IMPLS = ("auto", "ref", "ext")
+
+
+def _check_options(enforcer: gantk.LipschitzEnforcer, nonneg: tuple[str, ...]) -> None:
+    for key in nonneg:
+        if not enforcer.opts[key] >= 0:
+            raise gantk.UsageError(f"{enforcer.name}: {key} must be >= 0, got {enforcer.opts[key]}")
+    if enforcer.opts["impl"] not in _IMPLS:
+        raise gantk.UsageError(f"{enforcer.name}: impl must be auto, ref or ext, not {enforcer.opts['impl']!r}")
+
+
+def _output(gp: gantk.GradientPenalty) -> gantk.PenaltyOutput:
+    return gantk.PenaltyOutput(gp.penalty, {"grad_norm": gp.norms.mean().detach(), "penalty": gp.penalty.detach()})
+
+
+class R1(gantk.LipschitzEnforcer):
+    """R1 (Mescheder et al. 2018): γ/2 · E‖∇ₓD(x)‖² at the real samples of the batch,
+    the norm over all non-batch dimensions. γ = 10 as in the paper's image
+    experiments."""
+
+    name = "r1"
+    description = "zero-centred gradient penalty on real data gamma/2*E||grad D(x_real)||^2, gamma = 10"
+    options = {"gamma": 10.0, "impl": "auto"}
+    forbids_batchnorm = True
+
+    def __init__(self, **opts):
+        super().__init__(**opts)
+        _check_options(self, ("gamma",))
+
+    def _points(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return real
+
+    def penalty(self, critic, real, fake, *, generator=None):
+        gp = gantk.gradient_penalty_at(
+            critic, self._points(real, fake), weight=self.opts["gamma"] / 2, target=0.0, impl=self.opts["impl"],
+        )
+        return _output(gp)
+
+
+class R2(R1):
+    """R2 (Mescheder et al. 2018): the R1 penalty at the generated samples."""
+
+    name = "r2"
+    description = "zero-centred gradient penalty on generated data gamma/2*E||grad D(x_fake)||^2, gamma = 10"
+
+    def _points(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return fake
+
+
+class DRAGAN(gantk.LipschitzEnforcer):
+    """DRAGAN (Kodali et al. 2017): λ · E[(‖∇ₓD(x̃)‖₂ − k)²] near the real data.
+
+    The paper writes the perturbation as x + δ; its experiments perturb each real batch
+    with noise scaled by the batch's spread and take the gradient at a random point
+    between the real and the perturbed sample. This implements exactly that:
+
+        x_p = x + c · σ · u,        u ~ U[0, 1) per element, σ = std of the real batch
+                                     (one number over all its elements, population std)
+        x̃  = x + ε · (x_p − x),     ε ~ U[0, 1) per sample
+
+    i.e. x̃ = x + ε·c·σ·u. Defaults: λ = 10, c = 0.5, k = 1. Both draws use the
+    trainer's noise generator, so a seed fixes them. x̃ is formed by gantk's
+    ``interpolate`` inside ``gantk.gradient_penalty(critic, x_p, x)``.
+    """
+
+    name = "dragan"
+    description = "DRAGAN: lambda*E[(||grad D(x~)|| - k)^2] at x~ = x + eps*c*std(x)*U[0,1), lambda = 10, c = 0.5"
+    options = {"lambda": 10.0, "c": 0.5, "k": 1.0, "impl": "auto"}
+    forbids_batchnorm = True
+
+    def __init__(self, **opts):
+        super().__init__(**opts)
+        _check_options(self, ("lambda", "c"))
+
+    def perturb(self, real: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x_p = x + c · std(x) · u, u ~ U[0, 1) elementwise (no gradient)."""
+        real = real.detach()
+        sigma = real.std(correction=0)
+        u = torch.rand(real.shape, generator=generator, device=real.device, dtype=real.dtype)
+        return real + self.opts["c"] * sigma * u
+
+    def penalty(self, critic, real, fake, *, generator=None):
+        perturbed = self.perturb(real, generator)
+        # gradient_penalty(critic, a, b) takes the gradient at ε·a + (1 − ε)·b
+        gp = gantk.gradient_penalty(
+            critic, perturbed, real.detach(), weight=self.opts["lambda"], target=self.opts["k"],
+            generator=generator, impl=self.opts["impl"],
+        )
+        return _output(gp)
+
+
+@gantk.hookimpl
+def register_lipschitz(register):
+    """gantk calls this once when it builds its registries."""
+    for cls in (R1, R2, DRAGAN):
+        register(cls)
