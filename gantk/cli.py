@@ -119,6 +119,21 @@ def _check_name(kind: str, name: str | None, param: str) -> None:
         raise typer.BadParameter(str(exc), param_hint=param) from None
 
 
+def _resolution_key(data: str | None, preset: str | None) -> str:
+    """The data option --resolution sets: ``resolution``, or ``size`` for a named data
+    set (given or from the preset) that has ``size`` but no ``resolution`` (digits)."""
+    from .config import PRESETS
+    from .plugins import get_registry
+
+    name = data if data is not None else PRESETS.get(preset or "", {}).get("data")
+    reg = get_registry("dataset")
+    if name in reg:
+        opts = reg.get(name).options
+        if "resolution" not in opts and "size" in opts:
+            return "size"
+    return "resolution"
+
+
 @app.command()
 def train(
     data: Annotated[Optional[str], typer.Option(help="Dataset name (see `gantk plugins`) or path to a tensor file. [default: 25gaussians]")] = None,
@@ -126,9 +141,10 @@ def train(
     loss: Annotated[Optional[str], typer.Option(help="Adversarial loss: minimax, ns, wasserstein, hinge, lsgan, or a plugin's. [default: from the preset]")] = None,
     lipschitz: Annotated[Optional[str], typer.Option(help="Lipschitz enforcer: none, clip, gp, lp, sn, or a plugin's. [default: from the preset]")] = None,
     preset: Annotated[Optional[str], typer.Option(help="gan, wgan, wgan-gp or sngan: loss, enforcer and optimizer settings from the paper; flags override. [default: inferred from --loss/--lipschitz, else wgan-gp]")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Generator updates (total, also when resuming). [default: 2000]")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Generator updates (total, also when resuming). [default: 1000]")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Samples per batch. [default: 256]")] = None,
     n_critic: Annotated[Optional[int], typer.Option("--n-critic", help="Critic updates per generator update. [default: from the preset]")] = None,
+    penalty_every: Annotated[Optional[int], typer.Option("--penalty-every", help="Lazy regularization: the Lipschitz penalty on every k-th critic step only, weighted k times (StyleGAN2). [default: 1, every step]")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate of both networks. [default: from the preset]")] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="adam, rmsprop or sgd. [default: from the preset]")] = None,
     betas: Annotated[Optional[str], typer.Option(help="Adam betas, e.g. 0,0.9. [default: from the preset]")] = None,
@@ -146,6 +162,9 @@ def train(
     keep: Annotated[Optional[int], typer.Option(help="Checkpoints kept. [default: 3]")] = None,
     allow_batchnorm: Annotated[Optional[bool], typer.Option("--allow-batchnorm", help="Allow a BatchNorm critic under gp/lp (wrong per-sample penalty; not recommended).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder (or from this checkpoint) with its stored config.")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate the generator every K steps (and at the end) with 1000 samples, as `gantk eval` does; appends to eval.jsonl in the run folder. [default: off]")] = None,
+    resolution: Annotated[Optional[int], typer.Option(help="Image side in pixels for image data (-O data.resolution=..., or data.size=... for digits). [default: the data set's]")] = None,
+    channels: Annotated[Optional[int], typer.Option(help="Image channels for image folders: 3 (RGB) or 1 (grayscale) (-O data.channels=...). [default: 3]")] = None,
 ) -> None:
     """Train a GAN; writes a run folder with checkpoints, metrics.jsonl and pictures."""
     from .config import make_config
@@ -158,6 +177,10 @@ def train(
         if clip is not None:
             opts["lipschitz"]["c"] = clip
         _load_plugins()
+        if resolution is not None:
+            opts["data"][_resolution_key(data, preset)] = resolution
+        if channels is not None:
+            opts["data"]["channels"] = channels
         _check_name("loss", loss, "--loss")
         _check_name("lipschitz", lipschitz, "--lipschitz")
         _check_name("model", model, "--model")
@@ -172,22 +195,29 @@ def train(
             n_critic=n_critic, lr=lr, optimizer=optimizer, betas=_parse_betas(betas), latent_dim=latent_dim,
             seed=seed, device=device, out=out_dir, name=name, log_every=log_every,
             checkpoint_every=checkpoint_every, image_every=image_every, keep=keep,
-            allow_batchnorm=allow_batchnorm,
+            allow_batchnorm=allow_batchnorm, penalty_every=penalty_every,
         )
         for kind in ("data", "model", "loss", "lipschitz"):
             if opts[kind]:
                 fields[f"{kind}_options"] = opts[kind]
         from . import train as train_mod
 
+        if eval_every is not None and eval_every < 1:
+            raise typer.BadParameter(f"must be >= 1, got {eval_every}", param_hint="--eval-every")
         progress = RichProgress(err)
+        callbacks: list = [progress]
+        if eval_every is not None:
+            from .evaluate import EvalCallback
+
+            callbacks.append(EvalCallback(eval_every))
         try:
             if resume is not None:
                 if preset is not None:
                     fields["preset"] = preset
-                result = train_mod.resume(resume, fields, callbacks=[progress])
+                result = train_mod.resume(resume, fields, callbacks=callbacks)
             else:
                 cfg = make_config(preset, **fields)
-                trainer = train_mod.Trainer(cfg, callbacks=[progress])
+                trainer = train_mod.Trainer(cfg, callbacks=callbacks)
                 result = trainer.train()
         finally:
             progress.stop()
@@ -197,6 +227,8 @@ def train(
     out.print(f"checkpoint: {result.checkpoint}", highlight=False)
     if result.image:
         out.print(f"picture:    {result.image}", highlight=False)
+    if eval_every is not None:
+        out.print(f"eval:       {result.run_dir / 'eval.jsonl'}", highlight=False)
     if m:
         from .progress import format_metrics
 
@@ -207,9 +239,10 @@ def train(
 def sample(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint file or a run folder (its newest checkpoint).")],
     n: Annotated[int, typer.Option("-n", "--num", help="Number of samples.")] = 1000,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output file: .safetensors (samples, latents, metadata) or .png (scatter or grid).")] = Path("samples.safetensors"),
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file: .safetensors (samples, latents, metadata) or .png (scatter or grid); with --each, a folder. [default: samples.safetensors, or the folder samples with --each]")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the latents; same checkpoint + seed = same samples.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+    each: Annotated[bool, typer.Option("--each", help="Image runs: write every sample as its own PNG (native size) into the folder -o (new or empty).")] = False,
 ) -> None:
     """Draw samples from a trained generator."""
     from .sample import sample as do_sample
@@ -217,11 +250,57 @@ def sample(
     with _handle_errors():
         if n < 1:
             raise typer.BadParameter(f"must be >= 1, got {n}", param_hint="-n")
-        if output.suffix.lower() not in (".safetensors", ".png"):
+        if output is None:
+            output = Path("samples" if each else "samples.safetensors")
+        if each:
+            if output.suffix.lower() in (".safetensors", ".png"):
+                raise typer.BadParameter(f"{output.name!r}: with --each, -o names a folder", param_hint="--output")
+        elif output.suffix.lower() not in (".safetensors", ".png"):
             raise typer.BadParameter(f"{output.name!r}: must end in .safetensors or .png", param_hint="--output")
         _load_plugins()
-        res = do_sample(checkpoint, n, output, seed=seed, device=device)
-    out.print(f"wrote {res.n} samples of shape {res.shape} from step {res.step} to {res.path}", highlight=False)
+        res = do_sample(checkpoint, n, output, seed=seed, device=device, each=each)
+    what = "PNG files" if each else "samples"
+    out.print(f"wrote {res.n} {what} of shape {res.shape} from step {res.step} to {res.path}", highlight=False)
+
+
+@app.command("eval")
+def eval_(
+    run_or_checkpoint: Annotated[Path, typer.Argument(help="A run folder (its newest checkpoint) or a checkpoint file.")],
+    n: Annotated[int, typer.Option("-n", "--num", help="Generated samples (and real ones: W1 pairs N with N).")] = 2500,
+    seed: Annotated[int, typer.Option(help="Seed of the latents (the real samples follow from it too).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Score a trained generator: W1, its real-vs-real floor and mode coverage on the toy
+    sets; FD, KID, class histogram and precision/recall/density/coverage on digits."""
+    from .evaluate import METRIC_NOTES, MIN_N, evaluate
+
+    with _handle_errors():
+        if n < MIN_N:
+            raise typer.BadParameter(f"must be >= {MIN_N}, got {n}", param_hint="-n")
+        _load_plugins()
+        with err.status(f"evaluating {run_or_checkpoint} with {n} samples ..."):
+            res = evaluate(run_or_checkpoint, n=n, seed=seed, device=device)
+    if as_json:
+        print(json.dumps(res, indent=2))
+        return
+    table = Table(title=f"{res['data']} ({res['protocol']} protocol), step {res['step']}, n = {res['n']}, seed {res['seed']}")
+    for col in ("metric", "value", "meaning"):
+        table.add_column(col)
+    for key, value in res.items():
+        if key in ("protocol", "data", "step", "checkpoint", "n", "seed", "n_modes"):
+            continue
+        if key == "modes_covered":
+            text = f"{value} / {res['n_modes']}"
+        elif isinstance(value, float):
+            text = f"{value:.4g}" if key != "seconds" else f"{value:.1f}"
+        elif isinstance(value, list):
+            text = " ".join(str(v) for v in value)
+        else:
+            text = str(value)
+        table.add_row(key, text, METRIC_NOTES.get(key, ""))
+    out.print(table)
+    out.print(f"checkpoint: {res['checkpoint']}", highlight=False)
 
 
 @app.command()
@@ -275,6 +354,48 @@ def ext_build() -> None:
         st = _ext.build(verbose=True)
     for k, v in st.items():
         out.print(f"{k}: {v}", highlight=False)
+
+
+@app.command()
+def bench(
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "auto",
+    quick: Annotated[bool, typer.Option("--quick/--full", help="Short timings (default) or longer ones.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Check this machine: the penalty head (as users write it vs gantk) and the whole
+    WGAN-GP step (gantk vs the reference loop), side by side."""
+    from . import benchmarking as B
+    from .train import resolve_device
+
+    with _handle_errors():
+        _load_plugins()
+        dev = resolve_device(device).type
+        t = 0.3 if quick else 2.0
+        err.print(f"timing the penalty head on {dev} ...")
+        pen = B.bench_penalty_quick(dev, min_time=t)
+        err.print(f"timing the training step on {dev} ...")
+        steps = B.bench_steps(("toy-mlp",) if quick else ("toy-mlp", "dcgan-32"), device=dev, min_time=t)
+    if as_json:
+        print(json.dumps({"meta": B.run_metadata(dev), "penalty": pen, "steps": steps}, indent=2, default=str))
+        return
+    table = Table(title=f"penalty head on {dev} (interpolation + norm penalty, forward + backward)")
+    for col in ("shape", "as users write it", "gantk ref", "gantk ext", "ext speed-up"):
+        table.add_column(col)
+    for r in pen:
+        ext = f"{r['ext'] * 1e3:.3f} ms" if "ext" in r else "unavailable"
+        sp = f"{r['user'] / r['ext']:.2f}x" if "ext" in r else "-"
+        table.add_row("x".join(map(str, r["shape"])), f"{r['user'] * 1e3:.3f} ms", f"{r['ref'] * 1e3:.3f} ms", ext, sp)
+    out.print(table)
+    table = Table(title=f"WGAN-GP iteration (5 critic + 1 generator steps) on {dev}")
+    for col in ("case", "gantk it/s", "reference it/s", "speed-up", "penalty elementwise share"):
+        table.add_column(col)
+    for r in steps:
+        if "missing" in r:
+            table.add_row(r["case"], "missing", r["missing"], "", "")
+            continue
+        table.add_row(r["case"], f"{r['gantk_iter_per_s']:.2f}", f"{r['reference_iter_per_s']:.2f}",
+                      f"{r['speedup']:.2f}x", f"{100 * r['penalty_share']:.1f}%")
+    out.print(table)
 
 
 def main() -> None:

@@ -30,6 +30,8 @@ DEFAULT_PLUGINS = (
     "gantk.default_plugins.lipschitz",
     "gantk.default_plugins.models",
     "gantk.default_plugins.datasets",
+    "gantk.default_plugins.image_models",
+    "gantk.default_plugins.image_data",
 )
 
 ENV_LOAD = "GANTK_LOAD_PLUGINS"

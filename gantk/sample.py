@@ -57,28 +57,39 @@ def sample(
     seed: int = 0,
     device: str = "cpu",
     batch_size: int = 4096,
+    each: bool = False,
 ) -> SampleResult:
     """Draw ``n`` samples with latents from ``seed`` and write them to ``output``
     (``.safetensors``: samples, latents, metadata; ``.png``: a scatter for 2-D points,
-    a grid for images). The same checkpoint and seed give identical output."""
+    a grid for images). ``each=True`` (image runs only) makes ``output`` a folder (new
+    or empty) that receives one PNG per sample at the native resolution,
+    ``sample-00000.png``, ... The same checkpoint and seed give identical output."""
     if n < 1:
         raise UsageError(f"-n must be >= 1, got {n}")
     out = Path(output)
-    if out.suffix.lower() not in SUFFIXES:
-        raise UsageError(f"output must end in {' or '.join(SUFFIXES)}, got {out.name!r}")
-    if out.is_dir():
-        raise OutputError(f"cannot write {out}: it is a folder")
-    if out.parent and not out.parent.exists():
-        raise OutputError(f"cannot write {out}: folder {out.parent} does not exist")
+    if each:
+        _check_each_folder(out)
+    else:
+        if out.suffix.lower() not in SUFFIXES:
+            raise UsageError(f"output must end in {' or '.join(SUFFIXES)}, got {out.name!r}")
+        if out.is_dir():
+            raise OutputError(f"cannot write {out}: it is a folder")
+        if out.parent and not out.parent.exists():
+            raise OutputError(f"cannot write {out}: folder {out.parent} does not exist")
     from .train import resolve_device
 
     dev = resolve_device(device)
     G, ck, shape, latent = load_generator(checkpoint, dev)
+    if each and modality_of(shape) != "image":
+        raise UsageError(f"--each writes one PNG per image, but this run's samples have shape {tuple(shape)} "
+                         "(not images); write a .png or .safetensors file instead")
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, latent, generator=g)
     xs = [G(chunk.to(dev)).float().cpu() for chunk in z.split(batch_size)]
     x = torch.cat(xs)
-    if out.suffix.lower() == ".safetensors":
+    if each:
+        save_each(out, x)
+    elif out.suffix.lower() == ".safetensors":
         from safetensors.torch import save
 
         meta = {"checkpoint": str(ck.path), "step": str(ck.step), "seed": str(seed),
@@ -97,3 +108,35 @@ def sample(
         else:
             plots.plot_tensor_samples(out, x, title=title)
     return SampleResult(out, n, ck.step, ck.path, tuple(shape))
+
+
+def _check_each_folder(out: Path) -> None:
+    if out.suffix.lower() in SUFFIXES:
+        raise UsageError(f"with --each, the output names a folder, not a {out.suffix} file ({out.name!r})")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"cannot write into {out}: it is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise OutputError(f"cannot write into {out}: the folder is not empty (choose a new or empty one)")
+    if not out.exists() and not out.parent.exists():
+        raise OutputError(f"cannot create {out}: folder {out.parent} does not exist")
+
+
+def save_each(folder: str | Path, images: torch.Tensor) -> list[Path]:
+    """Write (N, C, H, W) images in [−1, 1] as ``sample-00000.png``, ... (C = 1, 2, 3, 4:
+    grayscale, grayscale + alpha, RGB, RGBA) at their own size; each file is written
+    atomically."""
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(exist_ok=True)
+    x = images.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    x = x.permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
+    digits = max(5, len(str(len(x) - 1)))
+    paths = []
+    for i, arr in enumerate(x):
+        img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)  # L, LA, RGB or RGBA
+        path = folder / f"sample-{i:0{digits}d}.png"
+        with atomic_path(path) as tmp:
+            img.save(tmp, format="PNG")
+        paths.append(path)
+    return paths

@@ -1,5 +1,9 @@
 """The training loop: n_critic critic steps per generator step, with one backward of
-(adversarial loss + penalty) per critic step."""
+(adversarial loss + penalty) per critic step.
+
+Started by ``torchrun`` the same loop runs on several processes: each takes its slice
+of the global batch and gradients are averaged across processes after every backward
+(see :mod:`gantk.distributed` for the design); rank 0 alone writes the run folder."""
 from __future__ import annotations
 
 import json
@@ -17,6 +21,7 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt_mod
+from . import distributed
 from .components import GANModel, LipschitzEnforcer, Loss
 from .config import TrainConfig
 from .data import BatchSampler, load_samples, modality_of
@@ -195,11 +200,18 @@ class Trainer:
         run_dir: str | Path | None = None,
     ):
         cfg.validate()
+        # under torchrun: join the process group; rank 0 alone reports (notes, warnings
+        # and callbacks are the same on every rank)
+        self.dist = distributed.init(cfg.device)
+        distributed.check_batch_size(cfg.batch_size, self.dist.world_size)
+        if not self.dist.is_main:
+            for category in (GantkNote, GantkWarning):
+                warnings.filterwarnings("ignore", category=category)
         if resume is None:
             cfg = apply_recommendations(cfg)
         self.cfg = cfg
-        self.callbacks = list(callbacks or [])
-        self.device = resolve_device(cfg.device)
+        self.callbacks = list(callbacks or []) if self.dist.is_main else []
+        self.device = self.dist.device or resolve_device(cfg.device)
         c = build_components(cfg, device=self.device)
         self.c = c
         self.G, self.D = c.generator, c.critic
@@ -215,7 +227,13 @@ class Trainer:
         self.opt_d = make_optimizer(cfg.optimizer, self.D.parameters(), cfg.lr, cfg.betas)
         self.g_data = torch.Generator().manual_seed(cfg.seed)
         self.g_noise = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
-        self.sampler = BatchSampler(c.data, cfg.batch_size, self.g_data)
+        # ε of the penalty: re-seeded every critic step from (seed, critic step), so a
+        # lazy schedule or a resume never shifts the other streams
+        self.g_eps = torch.Generator(device=self.device)
+        if self.dist.enabled:
+            self.sampler = distributed.ShardedBatchSampler(c.data, cfg.batch_size, self.g_data, self.dist)
+        else:
+            self.sampler = BatchSampler(c.data, cfg.batch_size, self.g_data)
         nvis = 64 if c.modality == "image" else 1024
         self.z_fixed = torch.randn(nvis, c.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 7919)).to(self.device)
         self.step = 0
@@ -226,11 +244,24 @@ class Trainer:
             self._restore(resume)
             self.run_dir = Path(run_dir) if run_dir else resume.path.parent.parent
             self.last_checkpoint = resume.path
-        else:
+        elif self.dist.is_main:
             self.run_dir = Path(run_dir) if run_dir else _new_run_dir(cfg)
             check_writable_dir(self.run_dir)
+        if resume is None and self.dist.enabled:  # the folder rank 0 created (its name has the time)
+            self.run_dir = Path(distributed.broadcast_text(str(self.run_dir) if self.dist.is_main else None, self.dist))
+        self._critic_index = self.step * cfg.n_critic
+        if self.dist.enabled:
+            # every rank built and loaded the same weights; make sure of it, and fetch the
+            # fused kernels once per node before the first step
+            distributed.broadcast_module(self.G, self.dist)
+            distributed.broadcast_module(self.D, self.dist)
+            self._sync_buffers = has_batchnorm(self.G) or has_batchnorm(self.D)
+            distributed.prepare_extension(c.enforcer, self.dist)
+            if self.dist.rank:  # e.g. dropout: distinct per rank (the data and noise are sliced)
+                torch.manual_seed(distributed.derive_seed(cfg.seed, "torch", self.dist.rank, self.step))
         self.metrics_path = self.run_dir / "metrics.jsonl"
-        write_bytes_atomic(self.run_dir / "config.json", json.dumps(json.loads(cfg.to_json()), indent=2).encode())
+        if self.dist.is_main:
+            write_bytes_atomic(self.run_dir / "config.json", json.dumps(json.loads(cfg.to_json()), indent=2).encode())
 
     # ----------------------------------------------------------------- state
     def rng_state(self) -> dict[str, torch.Tensor]:
@@ -265,6 +296,9 @@ class Trainer:
                         f"last good checkpoint ({self.last_checkpoint or 'none yet'})"
                     )
         path = ckpt_mod.checkpoint_path(self.run_dir, self.step)
+        if not self.dist.is_main:  # rank 0 writes it; the weights are the same everywhere
+            self.last_checkpoint = path
+            return path
         ckpt_mod.save_checkpoint(
             path, config=self.cfg, step=self.step, generator=self.G, critic=self.D,
             opt_g=self.opt_g, opt_d=self.opt_d, rng=self.rng_state(),
@@ -279,22 +313,48 @@ class Trainer:
         return path
 
     # ----------------------------------------------------------------- steps
+    def _noise(self) -> torch.Tensor:
+        """This rank's rows of the global batch of latents (all of it in one process)."""
+        z = torch.randn(self.cfg.batch_size, self.c.latent_dim, generator=self.g_noise, device=self.device)
+        return distributed.shard(z, self.dist)
+
     def critic_step(self) -> dict[str, torch.Tensor]:
+        """One critic update: one backward of (adversarial loss + penalty).
+
+        With ``penalty_every = k > 1`` (lazy regularization, Karras et al. 2020,
+        "Analyzing and Improving the Image Quality of StyleGAN", sec. 3.1) the enforcer's
+        penalty is computed on every k-th critic step only and weighted k times there,
+        so its expected weight per step is unchanged while the costly double backward
+        runs k times less often. Unlike StyleGAN2, which takes a separate optimizer step
+        for the penalty alone (and rescales Adam's learning rate and betas for it), the
+        penalty joins that step's adversarial loss: the number of optimizer steps and
+        the optimizer settings stay as they are, and every backward reaches every
+        critic parameter. The logged ``critic_loss`` is loss + penalty (unweighted).
+        """
+        index = self._critic_index
+        self._critic_index += 1
         real = self.sampler.next()
-        z = torch.randn(real.shape[0], self.c.latent_dim, generator=self.g_noise, device=self.device)
+        z = self._noise()
         with torch.no_grad():
             fake = self.G(z)
         real_out = self.D(real)
         fake_out = self.D(fake)
         loss = self.c.loss.critic_loss(real_out, fake_out)
-        pen = self.c.enforcer.penalty(self.D, real, fake, generator=self.g_noise)
-        total = loss + pen.value if pen is not None else loss
+        k = self.cfg.penalty_every
+        pen = None
+        if index % k == 0:
+            eps_dtype = torch.float64 if real.dtype == torch.float64 else torch.float32
+            g = distributed.rank_stream(self.g_eps, distributed.derive_seed(self.cfg.seed, "eps", index),
+                                        self.dist, real.shape[0], eps_dtype)
+            pen = self.c.enforcer.penalty(self.D, real, fake, generator=g)
+        total = loss if pen is None else loss + (pen.value * k if k > 1 else pen.value)
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()  # one backward: adversarial loss + penalty
+        distributed.average_gradients(self.D.parameters(), self.dist)
         self.opt_d.step()
         self.c.enforcer.after_critic_step(self.D)
         out = {
-            "critic_loss": total.detach(),
+            "critic_loss": (loss + pen.value if pen is not None else loss).detach(),
             "w_estimate": (real_out.detach().float().mean() - fake_out.detach().float().mean()),
         }
         if pen is not None:
@@ -305,7 +365,7 @@ class Trainer:
     def generator_step(self) -> torch.Tensor:
         for p in self.D.parameters():
             p.requires_grad_(False)
-        z = torch.randn(self.cfg.batch_size, self.c.latent_dim, generator=self.g_noise, device=self.device)
+        z = self._noise()
         if self.c.loss.needs_real_scores:
             with torch.no_grad():
                 real_out = self.D(self.sampler.next())
@@ -314,14 +374,20 @@ class Trainer:
             loss = self.c.loss.generator_loss(self.D(self.G(z)))
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(self.G.parameters(), self.dist)
         self.opt_g.step()
         for p in self.D.parameters():
             p.requires_grad_(True)
+        if self.dist.enabled and self._sync_buffers:  # BatchNorm running statistics: rank 0's
+            distributed.broadcast_buffers(self.G, self.dist)
+            distributed.broadcast_buffers(self.D, self.dist)
         return loss.detach()
 
     # --------------------------------------------------------------- outputs
     @torch.no_grad()
     def write_image(self) -> Path | None:
+        if not self.dist.is_main:
+            return None
         was = self.G.training
         self.G.eval()
         fake = self.G(self.z_fixed)
@@ -358,30 +424,36 @@ class Trainer:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 handlers[sig] = signal.signal(sig, self._request_stop)
         sums = {k: torch.zeros((), device=self.device) for k in _METRIC_KEYS}
+        counts = dict.fromkeys(_METRIC_KEYS, 0)  # penalty figures exist only on penalty steps
         count = 0
         last: dict[str, float] = {}
         t_log = time.perf_counter()
         try:
             while self.step < cfg.steps:
                 crit: dict[str, torch.Tensor] = {}
+                self._critic_index = self.step * cfg.n_critic
                 for _ in range(cfg.n_critic):
-                    crit = self.critic_step()
+                    crit.update(self.critic_step())  # the penalty's figures from its last step
                 g_loss = self.generator_step()
                 self.step += 1
                 count += 1
                 sums["generator_loss"] += g_loss.float()
+                counts["generator_loss"] += 1
                 for k, v in crit.items():
                     if k in sums:
                         sums[k] += v
+                        counts[k] += 1
                 for cb in self.callbacks:
                     cb.on_step(self.step)
                 final = self.step >= cfg.steps
+                # a signal reaches the ranks at different steps: all stop at the first one
+                stop = distributed.max_over_ranks(self._stop_signal or 0, self.dist)
                 if (cfg.log_every and self.step % cfg.log_every == 0) or final:
-                    vals = torch.stack([sums[k] for k in _METRIC_KEYS]).div(count).tolist()
+                    n = torch.tensor([max(counts[k], 1) for k in _METRIC_KEYS], device=self.device)
+                    mean = torch.stack([sums[k] for k in _METRIC_KEYS]).div(n)
+                    vals = distributed.all_reduce_mean_(mean, self.dist).tolist()  # global means
                     now = time.perf_counter()
-                    last = dict(zip(_METRIC_KEYS, vals))
-                    if "grad_norm" not in crit:
-                        last.pop("grad_norm"), last.pop("penalty")
+                    last = {k: v for k, v in zip(_METRIC_KEYS, vals) if counts[k]}
                     bad = [k for k, v in last.items() if not math.isfinite(v)]
                     if bad:
                         raise TrainingError(
@@ -391,20 +463,22 @@ class Trainer:
                     last["steps_per_s"] = count / max(now - t_log, 1e-9)
                     rec = {"step": self.step, **{k: round(v, 6) for k, v in last.items()},
                            "time": round(now - t0, 3)}
-                    append_line(self.metrics_path, json.dumps(rec))
+                    if self.dist.is_main:
+                        append_line(self.metrics_path, json.dumps(rec))
                     for cb in self.callbacks:
                         cb.on_log(self.step, last)
                     sums = {k: torch.zeros((), device=self.device) for k in _METRIC_KEYS}
+                    counts = dict.fromkeys(_METRIC_KEYS, 0)
                     count, t_log = 0, now
                 if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or final:
                     self.save()
                 if (cfg.image_every and self.step % cfg.image_every == 0) or final:
                     self.write_image()
-                if self._stop_signal is not None and not final:
+                if stop and not final:
                     path = self.save()
-                    code = 130 if self._stop_signal == signal.SIGINT else 143
+                    code = 130 if stop == signal.SIGINT else 143
                     raise TrainingInterrupted(
-                        f"stopped at step {self.step} by {signal.Signals(self._stop_signal).name}; checkpoint "
+                        f"stopped at step {self.step} by {signal.Signals(stop).name}; checkpoint "
                         f"{path}; continue with: gantk train --resume {self.run_dir}", code)
         except KeyboardInterrupt:
             path = self.save() if self.step > 0 else None

@@ -299,3 +299,13 @@ def test_debug_variable_shows_traceback(tmp_path, monkeypatch):
     res = run("train", "--lr", "0", "--out", tmp_path)
     assert res.exit_code != 0
     assert isinstance(res.exception, gantk.UsageError)
+
+
+def test_option_merges_into_preset_options_and_presets_stay_intact():
+    from gantk.config import PRESETS, make_config
+
+    before = repr(PRESETS)
+    c = make_config("digits", model_options={"critic_norm": "none"})
+    assert c.model_options["critic_norm"] == "none" and c.model_options["width"] == PRESETS["digits"]["model_options"]["width"]
+    c.model_options["width"] = 999
+    assert repr(PRESETS) == before

@@ -112,7 +112,10 @@ def _to_float(arr: np.ndarray | torch.Tensor, where: str) -> torch.Tensor:
 class TensorFile(Dataset):
     """Samples stored in a tensor file: .safetensors (option ``key``, default: the only
     or first tensor), .npy, or .npz (option ``key``). Shape (N, ...) of any rank;
-    uint8 data is scaled to [−1, 1]. No pickle is ever loaded."""
+    uint8 data is scaled to [−1, 1]. No pickle is ever loaded.
+
+    Images stored channels-last, (N, H, W, C) with C in 1/3/4, are transposed to
+    (N, C, H, W) (see :meth:`is_channels_last`)."""
 
     name = "tensorfile"
     description = "samples from a .safetensors / .npy / .npz file (--data path/to/file)"
@@ -123,7 +126,32 @@ class TensorFile(Dataset):
         p = Path(path)
         return p.suffix.lower() in _TENSOR_SUFFIXES and not p.is_dir()
 
+    @staticmethod
+    def is_channels_last(shape: tuple[int, ...]) -> bool:
+        """True for (N, H, W, C) image batches: C in 1/3/4, H and W at least 4 and within
+        a factor 4 of each other — unless the shape already reads as (N, C, H, W)
+        (C in 1..4, H and W at least 4), which wins when both readings fit."""
+        if len(shape) != 4:
+            return False
+        _, a, b, c = shape
+        if a in (1, 2, 3, 4) and b >= 4 and c >= 4:
+            return False
+        return c in (1, 3, 4) and min(a, b) >= 4 and max(a, b) <= 4 * min(a, b)
+
     def load(self, seed: int = 0) -> torch.Tensor:
+        t = self._read()
+        if self.is_channels_last(tuple(t.shape)):
+            import warnings
+
+            from ..train import GantkNote  # late: gantk.train imports the plugin machinery
+
+            n, h, w, c = t.shape
+            warnings.warn(f"{self.opts['path']}: read ({n}, {h}, {w}, {c}) as channels-last images; "
+                          f"transposed to (N, C, H, W) = ({n}, {c}, {h}, {w})", GantkNote, stacklevel=2)
+            t = t.permute(0, 3, 1, 2).contiguous()
+        return t
+
+    def _read(self) -> torch.Tensor:
         path = Path(self.opts["path"])
         key = self.opts["key"]
         if not path.exists():
