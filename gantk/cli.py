@@ -165,12 +165,19 @@ def train(
     eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate the generator every K steps (and at the end) with 1000 samples, as `gantk eval` does; appends to eval.jsonl in the run folder. [default: off]")] = None,
     resolution: Annotated[Optional[int], typer.Option(help="Image side in pixels for image data (-O data.resolution=..., or data.size=... for digits). [default: the data set's]")] = None,
     channels: Annotated[Optional[int], typer.Option(help="Image channels for image folders: 3 (RGB) or 1 (grayscale) (-O data.channels=...). [default: 3]")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (1 is often fastest on a busy machine). [default: torch's choice]")] = None,
 ) -> None:
     """Train a GAN; writes a run folder with checkpoints, metrics.jsonl and pictures."""
     from .config import make_config
     from .progress import RichProgress
 
     with _handle_errors():
+        if threads is not None:
+            if threads < 1:
+                raise typer.BadParameter(f"must be >= 1, got {threads}", param_hint="--threads")
+            import torch
+
+            torch.set_num_threads(threads)
         opts = _parse_options(option)
         if lambda_ is not None:
             opts["lipschitz"]["lambda"] = lambda_
@@ -221,6 +228,10 @@ def train(
                 result = trainer.train()
         finally:
             progress.stop()
+    from .distributed import is_main
+
+    if not is_main():  # under torchrun only rank 0 reports
+        return
     m = result.metrics
     out.print(f"trained {result.step} steps in {result.seconds:.1f} s", highlight=False)
     out.print(f"run:        {result.run_dir}", highlight=False)

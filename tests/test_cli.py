@@ -170,6 +170,7 @@ def _assert_clean_error(res, code, *needles):
     (["-O", "nonsense"], ["KIND.KEY=VALUE"]),
     (["--optimizer", "adamw"], ["unknown optimizer 'adamw'"]),
     (["--betas", "0.9"], ["two numbers"]),
+    (["--threads", "0"], ["--threads", "must be >= 1"]),
 ])
 def test_bad_usage(tmp_path, args, needles):
     out = tmp_path / "runs"
