@@ -49,9 +49,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 @contextlib.contextmanager
 def _handle_errors():
-    """Turn library errors into one line on stderr and an exit code."""
+    """Turn library errors into one line on stderr and an exit code; show every note and
+    warning of this command (none is swallowed by Python's once-per-place rule)."""
     old = warnings.showwarning
     warnings.showwarning = _show_warning
+    caught = warnings.catch_warnings()
+    caught.__enter__()
+    warnings.simplefilter("always", UserWarning)
     try:
         yield
     except GantkError as exc:
@@ -63,6 +67,7 @@ def _handle_errors():
         err.print(f"[red]error:[/] invalid value for {exc.param_hint}: {exc.message}", highlight=False)
         raise typer.Exit(2) from None
     finally:
+        caught.__exit__(None, None, None)
         warnings.showwarning = old
 
 

@@ -202,9 +202,11 @@ class Dataset(Component):
     kind = "dataset"
     modality: ClassVar[str] = "tensor"
     latent_dim: ClassVar[int | None] = None
-    #: option defaults this data set recommends, as {"KIND.KEY": value} with KIND one of
-    #: model, loss, lipschitz; applied only where the user set nothing and the chosen
-    #: component has that option (e.g. the WGAN-GP toy code's λ = 0.1 for 2-D sets)
+    #: settings this data set recommends: {"KIND.KEY": value} for a component option
+    #: (KIND one of model, loss, lipschitz; applied only if the chosen component has it)
+    #: or {"FIELD": value} for a TrainConfig field (lr, betas, steps...). Applied by
+    #: ``make_config`` to what the user did not set, and only when no preset was named
+    #: (e.g. the WGAN-GP toy code's λ = 0.1 for 2-D sets)
     recommended: ClassVar[Mapping[str, Any]] = {}
 
     @classmethod

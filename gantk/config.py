@@ -142,6 +142,7 @@ def make_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
     """Build a config from a preset (inferred from loss/lipschitz when not given) and
     explicit overrides (``None`` values mean "not given")."""
     given = {k: v for k, v in overrides.items() if v is not None}
+    explicit_preset = preset is not None
     if preset is None:
         preset = infer_preset(given.get("loss"), given.get("lipschitz"))
     if preset not in PRESETS:
@@ -155,6 +156,7 @@ def make_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
             base[key] = {**base[key], **value}  # -O merges into a preset's options
         else:
             base[key] = value
+    notes = [] if explicit_preset else _apply_data_recommendations(base, given)
     if "betas" in base:
         base["betas"] = tuple(base["betas"])
     names = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -163,4 +165,35 @@ def make_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
         raise UsageError(f"unknown config keys: {', '.join(sorted(unknown))}")
     cfg = TrainConfig(**base)
     cfg.validate()
+    cfg.notes = notes  # shown by the Trainer (rank 0): what the data set chose
     return cfg
+
+
+def _apply_data_recommendations(base: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """Apply the settings the data set recommends (``Dataset.recommended``) to the keys
+    the user did not give. Only used when no preset was named: ``--preset wgan-gp``
+    always means the paper's settings. Returns one note per applied setting."""
+    from .plugins import get_registry
+
+    data = base.get("data", TrainConfig.data)
+    reg = get_registry("dataset")
+    if not isinstance(data, str) or data not in reg:
+        return []
+    notes = []
+    for key, value in reg.get(data).recommended.items():
+        if "." in key:
+            kind, opt = key.split(".", 1)
+            name = base.get(kind)
+            kreg = get_registry(kind)
+            if not name or name not in kreg or opt not in kreg.get(name).options:
+                continue
+            if opt in given.get(f"{kind}_options", {}) or opt in base.get(f"{kind}_options", {}):
+                continue
+            base[f"{kind}_options"] = {**base.get(f"{kind}_options", {}), opt: value}
+            notes.append(f"{kind} option {opt} = {value} (recommended for {data}; -O {kind}.{opt}=... overrides)")
+        elif key not in given:
+            base[key] = value
+            flag = "--" + key.replace("_", "-")
+            shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+            notes.append(f"{key} = {shown} (recommended for {data}; {flag} overrides, --preset uses the paper's)")
+    return notes

@@ -38,27 +38,6 @@ class GantkNote(UserWarning):
     """Information about a choice gantk made for the user (shown as a note)."""
 
 
-def apply_recommendations(cfg: TrainConfig) -> TrainConfig:
-    """Fill in option defaults the data set recommends where the user set nothing."""
-    reg = get_registry("dataset")
-    if cfg.data not in reg:
-        return cfg
-    rec = reg.get(cfg.data).recommended
-    kinds = {"model": ("model", cfg.model), "loss": ("loss", cfg.loss), "lipschitz": ("lipschitz", cfg.lipschitz)}
-    for key, value in rec.items():
-        kind, opt = key.split(".", 1)
-        reg_kind, name = kinds[kind]
-        if name is None or name not in get_registry(reg_kind):
-            continue
-        cls = get_registry(reg_kind).get(name)
-        target = getattr(cfg, f"{kind}_options")
-        if opt in cls.options and opt not in target:
-            target[opt] = value
-            warnings.warn(f"{kind} option {opt} = {value} (recommended for {cfg.data}; "
-                          f"set -O {kind}.{opt}=... to override)", GantkNote, stacklevel=3)
-    return cfg
-
-
 class TrainingInterrupted(GantkError):
     """SIGINT/SIGTERM: the run stopped after writing a checkpoint."""
 
@@ -208,7 +187,8 @@ class Trainer:
             for category in (GantkNote, GantkWarning):
                 warnings.filterwarnings("ignore", category=category)
         if resume is None:
-            cfg = apply_recommendations(cfg)
+            for note in getattr(cfg, "notes", ()):
+                warnings.warn(note, GantkNote, stacklevel=2)
         self.cfg = cfg
         self.callbacks = list(callbacks or []) if self.dist.is_main else []
         self.device = self.dist.device or resolve_device(cfg.device)

@@ -49,7 +49,8 @@ def test_train_writes_run_folder(trained_run):
     assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     cfg = json.loads((trained_run / "config.json").read_text())
     assert cfg["loss"] == "wasserstein" and cfg["lipschitz"] == "gp" and cfg["preset"] == "wgan-gp"
-    assert cfg["lr"] == 1e-4 and cfg["betas"] == [0.0, 0.9]
+    # no preset named: the toy set's recommended settings (see test_toy_data_recommends...)
+    assert cfg["lr"] == 1e-3 and cfg["betas"] == [0.5, 0.9]
 
 
 def test_sample_safetensors_is_deterministic(trained_run, tmp_path):
@@ -111,8 +112,15 @@ def test_toy_data_recommends_the_toy_code_lambda(tmp_path):
     cfg = json.loads((tmp_path / "t" / "config.json").read_text())
     assert cfg["lipschitz_options"] == {"lambda": 0.1}
     res = run("train", *SMALL, "--steps", "1", "--lambda", "10", "--out", tmp_path, "--name", "u")
-    assert "note:" not in res.output
+    assert "lambda = 0.1" not in res.output
     assert json.loads((tmp_path / "u" / "config.json").read_text())["lipschitz_options"] == {"lambda": 10.0}
+    assert "lr = 0.001" in res.output or "lr = 1e-3" in res.output
+    # naming the preset gives the paper's settings, untouched
+    res = run("train", *SMALL, "--steps", "1", "--preset", "wgan-gp", "--out", tmp_path, "--name", "p")
+    assert res.exit_code == 0, res.output
+    assert "note:" not in res.output
+    cfg = json.loads((tmp_path / "p" / "config.json").read_text())
+    assert (cfg["lr"], cfg["betas"], cfg["lipschitz_options"]) == (1e-4, [0.0, 0.9], {})
     # enforcers without the option are left alone
     res = run("train", *SMALL, "--steps", "1", "--preset", "sngan", "--out", tmp_path, "--name", "v")
     assert json.loads((tmp_path / "v" / "config.json").read_text())["lipschitz_options"] == {}

