@@ -36,8 +36,8 @@ grid = torch.arange(-2, 3, dtype=torch.float64) * 2
 centres = torch.cartesian_prod(grid, grid)
 idx = torch.randint(0, 25, (100000,), generator=g)
 data = ((torch.randn(100000, 2, generator=g, dtype=torch.float64) * 0.05 + centres[idx]) / 2.828).float()
-oG = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.0, 0.9))
-oD = torch.optim.Adam(D.parameters(), 1e-4, betas=(0.0, 0.9))
+oG = torch.optim.Adam(G.parameters(), 1e-3, betas=(0.5, 0.9))
+oD = torch.optim.Adam(D.parameters(), 1e-3, betas=(0.5, 0.9))
 for it in range(steps):
     for _ in range(5):
         real = data[torch.randint(0, len(data), (256,))]
