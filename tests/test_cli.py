@@ -152,13 +152,7 @@ def test_resume_equals_straight_run(tmp_path, small_cfg):
 
 
 # ----------------------------------------------------------------- bad inputs
-def _assert_clean_error(res, code, *needles):
-    assert res.exit_code == code, res.output
-    assert "Traceback" not in res.output
-    errs = [line for line in res.output.splitlines() if line.startswith("error:")]
-    assert len(errs) == 1, res.output
-    for n in needles:
-        assert n in errs[0], errs[0]
+from _helpers import assert_clean_error as _assert_clean_error  # noqa: E402
 
 
 @pytest.mark.parametrize("args,needles", [

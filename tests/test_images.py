@@ -31,13 +31,7 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def _assert_clean_error(res, code, *needles):
-    assert res.exit_code == code, res.output
-    assert "Traceback" not in res.output
-    errs = [line for line in res.output.splitlines() if line.startswith("error:")]
-    assert len(errs) == 1, res.output
-    for n in needles:
-        assert n in errs[0], errs[0]
+from _helpers import assert_clean_error as _assert_clean_error  # noqa: E402
 
 
 def _is_image_model(cls) -> bool:
