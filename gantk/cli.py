@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import GantkError, UsageError
+from .errors import GantkError
 
 app = typer.Typer(
     name="gantk",

@@ -1,7 +1,6 @@
 """The rich progress display of ``gantk train`` (a :class:`gantk.train.Callback`)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

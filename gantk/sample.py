@@ -1,7 +1,6 @@
 """Drawing samples from a trained generator: safetensors or PNG."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 

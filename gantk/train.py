@@ -25,7 +25,7 @@ from . import distributed
 from .components import GANModel, LipschitzEnforcer, Loss
 from .config import TrainConfig
 from .data import BatchSampler, load_samples, modality_of
-from .errors import ConfigError, GantkError, OutputError, TrainingError, UsageError
+from .errors import ConfigError, GantkError, TrainingError, UsageError
 from .fsutil import append_line, check_writable_dir, write_bytes_atomic
 from .plugins import get_registry
 

@@ -3,7 +3,6 @@ or 1 (other failures), a one-line message naming the problem, no traceback and n
 partial output."""
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -3,10 +3,8 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 import gantk
