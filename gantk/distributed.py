@@ -204,6 +204,13 @@ def shutdown() -> None:
     global _owns_group, _control_group
     dist = _dist()
     if _owns_group and dist.is_initialized():
+        # all ranks leave together: a rank tearing down its gloo context while a peer is
+        # still exchanging with it can abort the process ("terminate called without an
+        # active exception", seen in the 2-process tests under load)
+        try:
+            dist.barrier()
+        except Exception:  # a peer already died: leave anyway, torchrun reports it
+            pass
         dist.destroy_process_group()
     _owns_group = False
     _control_group = None
