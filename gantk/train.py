@@ -27,6 +27,7 @@ from .config import TrainConfig
 from .data import BatchSampler, load_samples, modality_of
 from .errors import ConfigError, GantkError, TrainingError, UsageError
 from .fsutil import append_line, check_writable_dir, write_bytes_atomic
+from .ops.penalty import _acc_dtype
 from .plugins import get_registry
 
 
@@ -323,9 +324,9 @@ class Trainer:
         k = self.cfg.penalty_every
         pen = None
         if index % k == 0:
-            eps_dtype = torch.float64 if real.dtype == torch.float64 else torch.float32
+            # ε in the dtype draw_epsilon uses, so the rank's slice matches its draw
             g = distributed.rank_stream(self.g_eps, distributed.derive_seed(self.cfg.seed, "eps", index),
-                                        self.dist, real.shape[0], eps_dtype)
+                                        self.dist, real.shape[0], _acc_dtype(real.dtype))
             pen = self.c.enforcer.penalty(self.D, real, fake, generator=g)
         total = loss if pen is None else loss + (pen.value * k if k > 1 else pen.value)
         self.opt_d.zero_grad(set_to_none=True)
