@@ -84,6 +84,10 @@ class TrainConfig:
     #: compute the Lipschitz penalty on every k-th critic step only, multiplied by k so its
     #: expected weight is unchanged (StyleGAN2's lazy regularization; see Trainer.critic_step)
     penalty_every: int = 1
+    #: score real and fake samples in one batched critic forward (critics without
+    #: BatchNorm only; the per-sample scores are the same as with two forwards; under
+    #: spectral norm, sigma's power iteration then runs once per critic step, not twice)
+    joint_forward: bool = True
 
     def validate(self) -> None:
         def bad(msg):

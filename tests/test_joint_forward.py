@@ -1,0 +1,106 @@
+"""The critic's real and fake passes run as one batched forward (issue 4's lever) when
+that gives the same per-sample scores: never for a BatchNorm critic."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import gantk
+from gantk.hookimpl import hookimpl
+from gantk.plugins import register_plugin, unregister_plugin
+from gantk.train import Trainer
+
+
+def _params(m: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in m.parameters()]
+
+
+def _two_critic_steps(cfg) -> tuple[Trainer, list[torch.Tensor], list[torch.Tensor]]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tr = Trainer(cfg)
+    outs = [tr.critic_step() for _ in range(2)]
+    return tr, _params(tr.D), [o["w_estimate"] for o in outs]
+
+
+# (not sn: torch's spectral norm runs a power iteration on every forward in training mode,
+# so one forward per critic step refines sigma once where two forwards refine it twice)
+@pytest.mark.parametrize("lipschitz,loss,opts", [("gp", "wasserstein", {}), ("clip", "wasserstein", {}),
+                                                  ("lp", "wasserstein", {})])
+def test_joint_forward_matches_two_forwards(small_cfg, lipschitz, loss, opts):
+    # SGD: Adam's first step is lr * sign(grad), which turns rounding noise in a near-zero
+    # gradient into a full step
+    kw = dict(lipschitz=lipschitz, loss=loss, lipschitz_options=opts, optimizer="sgd", lr=0.05)
+    joint, p_joint, w_joint = _two_critic_steps(small_cfg(joint_forward=True, **kw))
+    sep, p_sep, w_sep = _two_critic_steps(small_cfg(joint_forward=False, **kw))
+    assert joint._joint_forward and not sep._joint_forward
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        init = _params(Trainer(small_cfg(**kw)).D)
+    assert any(not torch.equal(a, b) for a, b in zip(p_joint, init))  # the steps did move the critic
+    atol = 1e-6
+    for a, b in zip(p_joint, p_sep):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=atol)
+    torch.testing.assert_close(torch.stack(w_joint), torch.stack(w_sep), rtol=1e-5, atol=atol)
+
+
+def test_joint_forward_calls_the_critic_once_for_real_and_fake(small_cfg):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tr = Trainer(small_cfg(lipschitz="clip", loss="wasserstein"))
+    sizes = []
+    tr.D.register_forward_hook(lambda m, inp, out: sizes.append(inp[0].shape[0]))
+    tr.critic_step()
+    assert sizes == [2 * tr.cfg.batch_size]
+
+
+class _BNModel(gantk.GANModel):
+    name = "test-joint-bn"
+    description = "critic with BatchNorm"
+
+    def build_generator(self, data_shape, latent_dim):
+        return nn.Sequential(nn.Linear(latent_dim, 16), nn.ReLU(), nn.Linear(16, 2))
+
+    def build_critic(self, data_shape):
+        return nn.Sequential(nn.Linear(2, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 1), nn.Flatten(0))
+
+
+class _BNPlugin:
+    @hookimpl
+    def register_models(register):
+        register(_BNModel)
+
+
+def test_batchnorm_critic_keeps_separate_forwards(small_cfg):
+    name = register_plugin(_BNPlugin, name="test-joint-bn")
+    try:
+        kw = dict(model="test-joint-bn", model_options={}, preset="gan")
+        tr, p_asked_joint, _ = _two_critic_steps(small_cfg(joint_forward=True, **kw))
+        _, p_sep, _ = _two_critic_steps(small_cfg(joint_forward=False, **kw))
+        assert not tr._joint_forward
+        for a, b in zip(p_asked_joint, p_sep):
+            assert torch.equal(a, b)
+        # and batching would have changed the scores: BatchNorm mixes the two halves
+        D = tr.D.train()
+        real, fake = torch.randn(32, 2), torch.randn(32, 2) + 3
+        with torch.no_grad():
+            assert not torch.allclose(D(torch.cat([real, fake]))[:32], D(real), atol=1e-3)
+    finally:
+        unregister_plugin(name)
+
+
+def test_cli_flag_is_stored(tmp_path):
+    from typer.testing import CliRunner
+
+    import json
+
+    from gantk.cli import app
+
+    res = CliRunner().invoke(app, ["train", "--data", "8gaussians", "-O", "data.n=128", "-O", "model.width=8",
+                                   "--batch-size", "16", "--steps", "1", "--separate-forward", "--image-every", "0",
+                                   "--out", str(tmp_path), "--name", "r", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["joint_forward"] is False
