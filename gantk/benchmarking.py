@@ -197,12 +197,28 @@ def _case_data(case: dict, workdir: Path) -> str:
     return str(path)
 
 
+#: Opt-in speed levers of the training step (config overrides), for ``bench_steps(levers=...)``:
+#: what the joint real+fake forward buys (by turning it off) and lazy regularization.
+LEVERS: dict[str, dict[str, Any]] = {
+    "separate-forward": {"joint_forward": False},
+    "penalty-every-4": {"penalty_every": 4},
+    "penalty-every-8": {"penalty_every": 8},
+    "penalty-every-16": {"penalty_every": 16},
+}
+
+
 def bench_steps(cases=("toy-mlp",), device: str = "cpu", min_time: float = 1.0, workdir: Path | None = None,
-                model_options: dict | None = None) -> list[dict[str, Any]]:
+                model_options: dict | None = None, levers: dict[str, dict[str, Any]] | None = None,
+                ) -> list[dict[str, Any]]:
     """Time one critic step and one generator step of gantk's Trainer and of
     :class:`ReferenceLoop` on the same networks, batch, dtype and seed; also the
     share of the critic step spent in the penalty's elementwise work (interpolation and
-    norm head, gantk ``impl="auto"``). A case whose model is not registered is a note."""
+    norm head, gantk ``impl="auto"``). A case whose model is not registered is a note.
+
+    ``levers`` maps a label to config overrides (see :data:`LEVERS`): each is timed as
+    another Trainer on the same case, its critic step averaged over ``penalty_every``
+    consecutive steps (the lazy penalty runs on one of them), and reported in
+    ``row["levers"]`` as seconds per critic step and iterations/s against the reference."""
     import copy
     import tempfile
     import warnings
@@ -222,13 +238,16 @@ def bench_steps(cases=("toy-mlp",), device: str = "cpu", min_time: float = 1.0, 
             row["missing"] = f"model {case['model']!r} is not registered"
             rows.append(row)
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cfg = make_config("wgan-gp", data=_case_data(case, tmp), model=case["model"],
-                              batch_size=case["batch_size"], steps=1, device=device, out=str(tmp / "runs"),
-                              lipschitz_options={"lambda": 10.0}, model_options=dict(model_options or {}),
-                              checkpoint_every=0, image_every=0, log_every=0)
-            tr = Trainer(cfg)
+        def trainer(**overrides):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cfg = make_config("wgan-gp", data=_case_data(case, tmp), model=case["model"],
+                                  batch_size=case["batch_size"], steps=1, device=device, out=str(tmp / "runs"),
+                                  lipschitz_options={"lambda": 10.0}, model_options=dict(model_options or {}),
+                                  checkpoint_every=0, image_every=0, log_every=0, **overrides)
+                return cfg, Trainer(cfg)
+
+        cfg, tr = trainer()
         ref = ReferenceLoop(copy.deepcopy(tr.G), copy.deepcopy(tr.D), tr.c.data, tr.c.latent_dim,
                             cfg.batch_size, cfg.lr, cfg.betas, 10.0)
         t = {
@@ -259,6 +278,24 @@ def bench_steps(cases=("toy-mlp",), device: str = "cpu", min_time: float = 1.0, 
         row["speedup"] = row["gantk_iter_per_s"] / row["reference_iter_per_s"]
         row["critic_speedup"] = t["reference_critic"]["median"] / t["gantk_critic"]["median"]
         row["penalty_share"] = t["penalty_elementwise"]["median"] / t["gantk_critic"]["median"]
+        if levers:
+            row["levers"] = {}
+            for label, overrides in levers.items():
+                lcfg, ltr = trainer(**overrides)
+                k = max(1, lcfg.penalty_every)
+
+                def k_steps(ltr=ltr, k=k):
+                    for _ in range(k):
+                        ltr.critic_step()
+
+                lt = timeit(k_steps, device=device, min_time=min_time)
+                crit = lt["median"] / k
+                it = n_critic * crit + t["gantk_generator"]["median"]
+                row["levers"][label] = {
+                    "overrides": overrides, "critic_s": crit, "iter_per_s": 1.0 / it,
+                    "speedup": (1.0 / it) / row["reference_iter_per_s"],
+                    "critic_speedup": t["reference_critic"]["median"] / crit,
+                }
         rows.append(row)
     return rows
 

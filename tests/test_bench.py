@@ -34,3 +34,23 @@ def test_reference_loop_trains_like_the_trainer(small_cfg):
     with torch.no_grad():
         fake = loop.G(torch.randn(256, tr.c.latent_dim))
         assert loop.D(real).mean() > loop.D(fake).mean()
+
+
+def test_levers_are_timed_with_their_settings(tmp_path, monkeypatch):
+    """Each lever runs a Trainer built with its overrides, averaged over k critic steps."""
+    from gantk import train as train_mod
+
+    built = []
+    real_init = train_mod.Trainer.__init__
+
+    def spy(self, cfg, **kw):
+        built.append((cfg.penalty_every, cfg.joint_forward))
+        real_init(self, cfg, **kw)
+
+    monkeypatch.setattr(train_mod.Trainer, "__init__", spy)
+    levers = {"sep": {"joint_forward": False}, "lazy": {"penalty_every": 4}}
+    (r,) = bench_steps(("toy-mlp",), min_time=0.01, workdir=tmp_path, model_options={"width": 16}, levers=levers)
+    assert built == [(1, True), (1, False), (4, True)]
+    assert set(r["levers"]) == {"sep", "lazy"}
+    for lv in r["levers"].values():
+        assert lv["critic_s"] > 0 and math.isfinite(lv["speedup"]) and lv["iter_per_s"] > 0

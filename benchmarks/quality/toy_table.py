@@ -1,0 +1,167 @@
+"""Toy quality table: {8gaussians, 25gaussians, swissroll} × {gan, wgan, wgan-gp, lp,
+sngan} × seeds, each trained with the settings ``gantk train`` uses by default for that
+loss and enforcer on that data (the preset inferred from --loss/--lipschitz plus the
+toy-set recommendations, exactly as the CLI builds them), then scored as ``gantk eval``
+does with N = 2500: exact W1 / real-vs-real floor, modes covered and the high-quality
+share (VEEGAN/PacGAN protocol; the Gaussian mixtures only).
+
+Also the lazy-penalty question of issue 4: ``--methods wgan-gp,gp-every-4,gp-every-8,
+gp-every-16`` trains WGAN-GP with the penalty on every k-th critic step (weighted k).
+
+Runs go to a scratch folder (``--runs``); results are appended, one JSON line per run,
+to ``--results`` (default ``toy_table.jsonl`` here), and runs already there are skipped,
+so an interrupted table resumes. Prints a markdown table (mean ± sd over seeds and the
+per-seed values), and writes it with the run metadata to ``toy_table.json``.
+
+    python benchmarks/quality/toy_table.py [--data 8gaussians,25gaussians,swissroll]
+        [--methods gan,wgan,wgan-gp,lp,sngan] [--seeds 0,1,2] [--workers 2] [--steps N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+#: method → the CLI flags it stands for (as make_config keywords)
+METHODS = {
+    "gan": {"loss": "minimax", "lipschitz": "none"},
+    "wgan": {"loss": "wasserstein", "lipschitz": "clip"},
+    "wgan-gp": {"loss": "wasserstein", "lipschitz": "gp"},
+    "lp": {"loss": "wasserstein", "lipschitz": "lp"},
+    "sngan": {"loss": "hinge", "lipschitz": "sn"},
+    "gp-every-4": {"loss": "wasserstein", "lipschitz": "gp", "penalty_every": 4},
+    "gp-every-8": {"loss": "wasserstein", "lipschitz": "gp", "penalty_every": 8},
+    "gp-every-16": {"loss": "wasserstein", "lipschitz": "gp", "penalty_every": 16},
+}
+N_EVAL = 2500
+
+
+def run_one(job: dict) -> dict:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run_one(job)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_one(job: dict) -> dict:
+    from gantk.config import make_config
+    from gantk.evaluate import ToyProtocol, generate
+    from gantk.plugins import get_registry
+    from gantk.train import Trainer
+
+    kw = dict(METHODS[job["method"]], data=job["data"], seed=job["seed"], out=job["runs"],
+              name=f"{job['data']}-{job['method']}-s{job['seed']}-{int(time.time())}",
+              checkpoint_every=0, image_every=0, log_every=100, device="cpu")
+    if job.get("steps"):
+        kw["steps"] = job["steps"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = make_config(**kw)
+        t0 = time.perf_counter()
+        tr = Trainer(cfg)
+        res = tr.train()
+    seconds = time.perf_counter() - t0
+    n = job.get("n", N_EVAL)
+    proto = ToyProtocol(get_registry("dataset").get(job["data"])(), n, 0)
+    score = proto.score(generate(tr.G, tr.c.latent_dim, n, 0))
+    return {**{k: job[k] for k in ("data", "method", "seed")}, "steps": cfg.steps, "seconds": round(seconds, 1),
+            "n_eval": n, "config": json.loads(cfg.to_json()), "run": str(res.run_dir),
+            **{k: v for k, v in score.items()}, "w1_ratio": score["w1"] / score["w1_floor"]}
+
+
+def _fmt(vals, fmt):
+    if not vals:
+        return "–"
+    m = statistics.fmean(vals)
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return f"{fmt.format(m)} ± {fmt.format(sd)} ({', '.join(fmt.format(v) for v in vals)})"
+
+
+def table(rows: list[dict], datas, methods) -> str:
+    out = ["| data | method | seeds | W1 / floor | modes | high quality % | train s |",
+           "|---|---|---|---|---|---|---|"]
+    for d in datas:
+        for m in methods:
+            rs = sorted((r for r in rows if r["data"] == d and r["method"] == m), key=lambda r: r["seed"])
+            if not rs:
+                continue
+            modes = [r["modes_covered"] for r in rs if "modes_covered" in r]
+            hq = [100 * r["hq_share"] for r in rs if "hq_share" in r]
+            n_modes = rs[0].get("n_modes")
+            out.append(f"| {d} | {m} | {len(rs)} | {_fmt([r['w1_ratio'] for r in rs], '{:.2f}')} "
+                       f"| {_fmt(modes, '{:.1f}') + f' of {n_modes}' if modes else '–'} | {_fmt(hq, '{:.1f}')} "
+                       f"| {statistics.fmean(r['seconds'] for r in rs):.0f} |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="8gaussians,25gaussians,swissroll")
+    ap.add_argument("--methods", default="gan,wgan,wgan-gp,lp,sngan")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--steps", type=int, default=None, help="generator steps (default: gantk's default)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--n", type=int, default=N_EVAL, help="samples scored (and real samples for the floor)")
+    ap.add_argument("--runs", default="/tmp/gantk-toy-table")
+    ap.add_argument("--results", default=str(HERE / "toy_table.jsonl"))
+    ap.add_argument("--json", default=str(HERE / "toy_table.json"))
+    args = ap.parse_args(argv)
+    datas = [d for d in args.data.split(",") if d]
+    methods = [m for m in args.methods.split(",") if m]
+    for m in methods:
+        if m not in METHODS:
+            ap.error(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    results = Path(args.results)
+    done = []
+    if results.exists():
+        done = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    key = lambda r: (r["data"], r["method"], r["seed"], r["steps"])  # noqa: E731
+    from gantk.config import TrainConfig
+
+    steps = args.steps or TrainConfig.steps
+    have = {key(r) for r in done}
+    jobs = [{"data": d, "method": m, "seed": s, "steps": args.steps, "runs": args.runs, "n": args.n}
+            for s in seeds for d in datas for m in methods if (d, m, s, steps) not in have]
+    print(f"{len(jobs)} runs to do, {len(have)} already in {results}", flush=True)
+    def record(rec):
+        with results.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+        done.append(rec)
+        print(f"{rec['data']:12s} {rec['method']:12s} seed {rec['seed']}: W1/floor {rec['w1_ratio']:.2f} "
+              f"modes {rec.get('modes_covered', '-')} hq {rec.get('hq_share', float('nan')):.3f} "
+              f"({rec['seconds']:.0f} s)", flush=True)
+
+    if jobs and args.workers <= 1:  # in this process, one after another
+        for job in jobs:
+            record(run_one(job))
+    elif jobs:  # one fresh process per run, each on one thread
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
+            for rec in pool.imap_unordered(run_one, jobs):
+                record(rec)
+    rows = [r for r in done if r["data"] in datas and r["method"] in methods and r["seed"] in seeds
+            and r["steps"] == steps]
+    text = table(rows, datas, methods)
+    print(text)
+    from gantk.benchmarking import run_metadata
+
+    Path(args.json).write_text(json.dumps({"meta": run_metadata("cpu"), "n_eval": args.n, "rows": rows,
+                                           "table": text}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
