@@ -88,6 +88,12 @@ class TrainConfig:
     #: BatchNorm only; the per-sample scores are the same as with two forwards; under
     #: spectral norm, sigma's power iteration then runs once per critic step, not twice)
     joint_forward: bool = True
+    #: mixed precision: "bf16" runs the networks' forward passes under torch.autocast in
+    #: bfloat16 (weights, optimizer state and the penalty's gradient norms stay float32)
+    amp: str = "off"
+    #: store image batches and conv weights channels-last (NHWC), the layout cuDNN's and
+    #: oneDNN's fastest convolutions use
+    channels_last: bool = False
 
     def validate(self) -> None:
         def bad(msg):
@@ -115,6 +121,8 @@ class TrainConfig:
                 bad(f"--{k.replace('_', '-')} must be >= 0")
         if self.penalty_every < 1:
             bad(f"--penalty-every must be >= 1, got {self.penalty_every}")
+        if self.amp not in ("off", "bf16"):
+            bad(f"--amp must be off or bf16, got {self.amp!r}")
         if self.keep < 1:
             bad(f"--keep must be >= 1, got {self.keep}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):

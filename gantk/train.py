@@ -6,6 +6,7 @@ of the global batch and gradients are averaged across processes after every back
 (see :mod:`gantk.distributed` for the design); rank 0 alone writes the run folder."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -208,6 +209,14 @@ class Trainer:
         # (a joint batch would mix real and fake statistics, a different model): fewer,
         # larger kernels, the same numbers for a per-sample critic.
         self._joint_forward = cfg.joint_forward and not has_batchnorm(self.D)
+        self._amp = cfg.amp == "bf16"
+        if cfg.channels_last:
+            if c.data.dim() != 4:
+                raise UsageError(f"--channels-last needs image data (N, C, H, W); {cfg.data} has samples of shape "
+                                 f"{tuple(c.data.shape[1:])}")
+            self.G.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)
+            c.data = c.data.contiguous(memory_format=torch.channels_last)
         self.opt_g = make_optimizer(cfg.optimizer, self.G.parameters(), cfg.lr, cfg.betas)
         self.opt_d = make_optimizer(cfg.optimizer, self.D.parameters(), cfg.lr, cfg.betas)
         self.g_data = torch.Generator().manual_seed(cfg.seed)
@@ -303,6 +312,17 @@ class Trainer:
         z = torch.randn(self.cfg.batch_size, self.c.latent_dim, generator=self.g_noise, device=self.device)
         return distributed.shard(z, self.dist)
 
+    def _autocast(self):
+        """bfloat16 autocast for the networks' forward passes under ``amp = "bf16"``."""
+        if self._amp:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.channels_last and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
     def critic_step(self) -> dict[str, torch.Tensor]:
         """One critic update: one backward of (adversarial loss + penalty).
 
@@ -318,24 +338,27 @@ class Trainer:
         """
         index = self._critic_index
         self._critic_index += 1
-        real = self.sampler.next()
+        real = self._layout(self.sampler.next())
         z = self._noise()
-        with torch.no_grad():
-            fake = self.G(z)
-        if self._joint_forward:  # one batched pass over real and fake (see __init__)
-            both = self.D(torch.cat([real, fake]))
-            real_out, fake_out = both[: real.shape[0]], both[real.shape[0]:]
-        else:
-            real_out = self.D(real)
-            fake_out = self.D(fake)
-        loss = self.c.loss.critic_loss(real_out, fake_out)
-        k = self.cfg.penalty_every
-        pen = None
-        if index % k == 0:
-            # ε in the dtype draw_epsilon uses, so the rank's slice matches its draw
-            g = distributed.rank_stream(self.g_eps, distributed.derive_seed(self.cfg.seed, "eps", index),
-                                        self.dist, real.shape[0], _acc_dtype(real.dtype))
-            pen = self.c.enforcer.penalty(self.D, real, fake, generator=g)
+        with torch.no_grad(), self._autocast():
+            fake = self._layout(self.G(z).to(real.dtype))  # bf16 under amp: back to the data's dtype
+        with self._autocast():
+            if self._joint_forward:  # one batched pass over real and fake (see __init__)
+                both = self.D(torch.cat([real, fake])).float()
+                real_out, fake_out = both[: real.shape[0]], both[real.shape[0]:]
+            else:
+                real_out = self.D(real).float()
+                fake_out = self.D(fake).float()
+            loss = self.c.loss.critic_loss(real_out, fake_out)
+            k = self.cfg.penalty_every
+            pen = None
+            if index % k == 0:
+                # ε in the dtype draw_epsilon uses, so the rank's slice matches its draw
+                g = distributed.rank_stream(self.g_eps, distributed.derive_seed(self.cfg.seed, "eps", index),
+                                            self.dist, real.shape[0], _acc_dtype(real.dtype))
+                # under amp the critic runs in bf16 at x̂, but x̂ and ∇ₓD(x̂) are float32,
+                # so the norms and the penalty are computed in float32
+                pen = self.c.enforcer.penalty(self.D, real, fake, generator=g)
         total = loss if pen is None else loss + (pen.value * k if k > 1 else pen.value)
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()  # one backward: adversarial loss + penalty
@@ -355,12 +378,13 @@ class Trainer:
         for p in self.D.parameters():
             p.requires_grad_(False)
         z = self._noise()
-        if self.c.loss.needs_real_scores:
-            with torch.no_grad():
-                real_out = self.D(self.sampler.next())
-            loss = self.c.loss.generator_loss(self.D(self.G(z)), real_out)
-        else:
-            loss = self.c.loss.generator_loss(self.D(self.G(z)))
+        with self._autocast():
+            if self.c.loss.needs_real_scores:
+                with torch.no_grad():
+                    real_out = self.D(self._layout(self.sampler.next())).float()
+                loss = self.c.loss.generator_loss(self.D(self._layout(self.G(z))).float(), real_out)
+            else:
+                loss = self.c.loss.generator_loss(self.D(self._layout(self.G(z))).float())
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(self.G.parameters(), self.dist)
