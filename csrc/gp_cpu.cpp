@@ -153,5 +153,14 @@ void norm_penalty_backward(const at::Tensor& grad_penalty, const at::Tensor& g,
   });
 }
 
+int64_t threads_used(int64_t tasks) {
+  std::vector<char> seen(static_cast<size_t>(std::max<int64_t>(at::get_num_threads(), 1)), 0);
+  at::parallel_for(0, std::max<int64_t>(tasks, 1), 1, [&](int64_t, int64_t) {
+    const int64_t t = at::get_thread_num();
+    if (t >= 0 && t < static_cast<int64_t>(seen.size())) seen[static_cast<size_t>(t)] = 1;
+  });
+  return std::count(seen.begin(), seen.end(), 1);
+}
+
 }  // namespace cpu
 }  // namespace gantk

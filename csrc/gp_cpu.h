@@ -22,5 +22,10 @@ void norm_penalty_backward(const at::Tensor& grad_penalty, const at::Tensor& g,
                            bool one_sided, double weight, const at::Tensor& inv_scale,
                            const at::Tensor& dg);
 
+// How many distinct threads at::parallel_for hands work to here, over `tasks` tasks of
+// one element each: 1 when this file was built without OpenMP (at::parallel_for then
+// runs serially), up to torch's thread count otherwise. For the build test.
+int64_t threads_used(int64_t tasks);
+
 }  // namespace cpu
 }  // namespace gantk

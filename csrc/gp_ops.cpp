@@ -251,6 +251,8 @@ TORCH_LIBRARY(gantk, m) {
   m.def(
       "norm_penalty_backward(Tensor grad_penalty, Tensor g, Tensor norms, float target, "
       "bool one_sided, float weight, Tensor? inv_scale) -> Tensor");
+  // build check: threads the CPU kernels' parallel loops actually use (see gp_cpu.h)
+  m.def("_cpu_threads_used(int tasks) -> int", &gantk::cpu::threads_used);
 }
 
 TORCH_LIBRARY_IMPL(gantk, CPU, m) {

@@ -519,3 +519,36 @@ def test_concurrent_first_builds_share_one_cache(tmp_path):
     assert all(r["ok"] for r in results), results
     assert len({r["lib"] for r in results}) == 1
     assert len([d for d in tmp_path.iterdir() if d.is_dir()]) == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OpenMP flags are set for Linux builds")
+def test_cpu_kernels_run_on_torchs_threads(ext):
+    """at::parallel_for is serial in code built without OpenMP: the build must pass it."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert torch.ops.gantk._cpu_threads_used(64) == 2
+        torch.set_num_threads(1)
+        assert torch.ops.gantk._cpu_threads_used(64) == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_cpu_results_do_not_depend_on_the_thread_count(ext):
+    """The work split depends on the shapes only, so 1 and 2 threads agree bit for bit."""
+    gen = torch.Generator().manual_seed(0)
+    real, fake, g = (torch.randn(16, 3, 64, 64, generator=gen) for _ in range(3))
+    g.requires_grad_(True)
+    threads = torch.get_num_threads()
+    outs = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            x_hat, _ = P.interpolate(real, fake, generator=torch.Generator().manual_seed(1), impl="ext")
+            pen, norms = P.gradient_norm_penalty(g, impl="ext")
+            (dg,) = torch.autograd.grad(pen, g)
+            outs.append((x_hat, pen, norms, dg))
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)

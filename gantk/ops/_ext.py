@@ -61,7 +61,12 @@ _NAME = "gantk_ext"
 _CPU_SOURCES = ("gp_ops.cpp", "gp_cpu.cpp")
 _CUDA_SOURCES = ("gp_cuda.cu",)
 _HEADERS = ("gp_cpu.h", "gp_cpu_loops.h", "gp_cuda.h")
-_CFLAGS = ("-O3",)
+# at::parallel_for runs on torch's OpenMP threads only in code compiled with OpenMP
+# (ATen/ParallelOpenMP.h is guarded by _OPENMP); without the flag every CPU kernel runs
+# on one thread. torch's Linux wheels load their own libgomp.so.1, and the -lgomp this
+# adds resolves to that same soname at load time: one OpenMP runtime in the process.
+_OPENMP = ("-fopenmp",) if sys.platform.startswith("linux") else ()
+_CFLAGS = ("-O3", *_OPENMP)
 _CUDA_CFLAGS = ("-O3",)
 _MARKER = "gantk_ext.json"
 _STALE_LOCK_S = 30 * 60  # a lock file older than this is left over from a killed build
@@ -225,6 +230,7 @@ def _compile(src: Path, bdir: Path, with_cuda: bool, verbose: bool) -> str:
         extra_cflags=[*_CFLAGS, *defs],
         extra_cuda_cflags=[*_CUDA_CFLAGS, *defs] if with_cuda else None,
         extra_include_paths=[str(src)],
+        extra_ldflags=list(_OPENMP),
         build_directory=str(bdir),
         with_cuda=with_cuda,
         is_python_module=False,
