@@ -37,6 +37,11 @@ def test_table_runs_scores_and_resumes(toy_table, tmp_path, capsys):
     assert toy_table.main(args) == 0  # resumes: nothing left to run
     assert "0 runs to do, 2 already" in capsys.readouterr().out
     assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 2
+    # --no-run tabulates only: a method with no results trains nothing
+    other = [a if a != "gan,gp-every-4" else "gan,wgan" for a in args] + ["--no-run"]
+    assert toy_table.main(other) == 0
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 2
+    assert "| 8gaussians | wgan |" not in json.loads((tmp_path / "t.json").read_text())["table"]
 
 
 def test_unknown_method_is_refused(toy_table, tmp_path):

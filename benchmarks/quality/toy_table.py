@@ -15,6 +15,7 @@ per-seed values), and writes it with the run metadata to ``toy_table.json``.
 
     python benchmarks/quality/toy_table.py [--data 8gaussians,25gaussians,swissroll]
         [--methods gan,wgan,wgan-gp,lp,sngan] [--seeds 0,1,2] [--workers 2] [--steps N]
+        [--no-run] [--also OTHER.jsonl]
 """
 from __future__ import annotations
 
@@ -114,6 +115,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="generator steps (default: gantk's default)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--n", type=int, default=N_EVAL, help="samples scored (and real samples for the floor)")
+    ap.add_argument("--no-run", action="store_true", help="only tabulate what --results (and --also) hold")
+    ap.add_argument("--also", default="", help="more results files to read (comma-separated), never written")
     ap.add_argument("--runs", default="/tmp/gantk-toy-table")
     ap.add_argument("--results", default=str(HERE / "toy_table.jsonl"))
     ap.add_argument("--json", default=str(HERE / "toy_table.json"))
@@ -126,8 +129,9 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     results = Path(args.results)
     done = []
-    if results.exists():
-        done = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    for path in [results, *(Path(p) for p in args.also.split(",") if p)]:
+        if path.exists():
+            done += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     key = lambda r: (r["data"], r["method"], r["seed"], r["steps"])  # noqa: E731
     from gantk.config import TrainConfig
 
@@ -136,6 +140,8 @@ def main(argv=None) -> int:
     jobs = [{"data": d, "method": m, "seed": s, "steps": args.steps, "runs": args.runs, "n": args.n}
             for s in seeds for d in datas for m in methods if (d, m, s, steps) not in have]
     print(f"{len(jobs)} runs to do, {len(have)} already in {results}", flush=True)
+    if args.no_run:
+        jobs = []
     def record(rec):
         with results.open("a") as f:
             f.write(json.dumps(rec) + "\n")
