@@ -60,7 +60,11 @@ def main(argv=None) -> int:
     ap.add_argument("--levers", default=",".join(LEVERS), help="comma-separated names from LEVERS, or none")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
-    levers = {k: LEVERS[k] for k in args.levers.split(",") if k and k != "none"}
+    names = [k for k in args.levers.split(",") if k and k != "none"]
+    unknown = [k for k in names if k not in LEVERS]
+    if unknown:
+        ap.error(f"unknown lever {unknown[0]!r}; choose from {', '.join(LEVERS)} or none")
+    levers = {k: LEVERS[k] for k in names}
     rows = bench_steps(tuple(c for c in args.cases.split(",") if c), device=args.device, min_time=args.min_time,
                        levers=levers)
     result = {"meta": run_metadata(args.device), "rows": rows}

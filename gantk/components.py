@@ -177,6 +177,10 @@ class GANModel(Component):
     kind = "model"
     #: latent size used when neither the user nor the dataset chooses one
     default_latent_dim: ClassVar[int] = 128
+    #: True when the critic's score of a sample depends on the other samples of its
+    #: batch (minibatch standard deviation, batch attention, ...): the trainer then scores
+    #: real and fake in separate forwards, as it always does for BatchNorm critics
+    critic_mixes_batch: ClassVar[bool] = False
 
     def supports(self, data_shape: tuple[int, ...]) -> str | None:
         return None

@@ -89,7 +89,8 @@ class TrainConfig:
     #: spectral norm, sigma's power iteration then runs once per critic step, not twice)
     joint_forward: bool = True
     #: mixed precision: "bf16" runs the networks' forward passes under torch.autocast in
-    #: bfloat16 (weights, optimizer state and the penalty's gradient norms stay float32)
+    #: bfloat16 (weights and optimizer state stay float32, and so does the arithmetic of
+    #: the penalty's norms; the input gradient itself is taken through the bf16 critic)
     amp: str = "off"
     #: store image batches and conv weights channels-last (NHWC), the layout cuDNN's and
     #: oneDNN's fastest convolutions use
@@ -147,6 +148,8 @@ class TrainConfig:
             raise ConfigError(f"run config has unknown keys: {', '.join(sorted(unknown))}")
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
+        # runs saved before the joint real+fake forward existed scored them separately
+        d.setdefault("joint_forward", False)
         return cls(**d)
 
 

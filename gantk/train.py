@@ -208,15 +208,16 @@ class Trainer:
         # The critic scores real and fake in one batched forward unless it has BatchNorm
         # (a joint batch would mix real and fake statistics, a different model): fewer,
         # larger kernels, the same numbers for a per-sample critic.
-        self._joint_forward = cfg.joint_forward and not has_batchnorm(self.D)
+        self._joint_forward = cfg.joint_forward and not has_batchnorm(self.D) and not c.model.critic_mixes_batch
         self._amp = cfg.amp == "bf16"
+        if self._amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise UsageError("--amp bf16 needs a GPU with bfloat16 support (Ampere or newer); use --amp off")
         if cfg.channels_last:
             if c.data.dim() != 4:
                 raise UsageError(f"--channels-last needs image data (N, C, H, W); {cfg.data} has samples of shape "
                                  f"{tuple(c.data.shape[1:])}")
             self.G.to(memory_format=torch.channels_last)
-            self.D.to(memory_format=torch.channels_last)
-            c.data = c.data.contiguous(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)  # batches are converted as drawn (_layout)
         self.opt_g = make_optimizer(cfg.optimizer, self.G.parameters(), cfg.lr, cfg.betas)
         self.opt_d = make_optimizer(cfg.optimizer, self.D.parameters(), cfg.lr, cfg.betas)
         self.g_data = torch.Generator().manual_seed(cfg.seed)
@@ -356,8 +357,8 @@ class Trainer:
                 # ε in the dtype draw_epsilon uses, so the rank's slice matches its draw
                 g = distributed.rank_stream(self.g_eps, distributed.derive_seed(self.cfg.seed, "eps", index),
                                             self.dist, real.shape[0], _acc_dtype(real.dtype))
-                # under amp the critic runs in bf16 at x̂, but x̂ and ∇ₓD(x̂) are float32,
-                # so the norms and the penalty are computed in float32
+                # under amp the critic (and the backward to x̂) runs in bf16, but x̂ and
+                # ∇ₓD(x̂) are float32 tensors, so the norm and penalty arithmetic is float32
                 pen = self.c.enforcer.penalty(self.D, real, fake, generator=g)
         total = loss if pen is None else loss + (pen.value * k if k > 1 else pen.value)
         self.opt_d.zero_grad(set_to_none=True)
@@ -509,7 +510,8 @@ class Trainer:
         return result
 
 
-RESUME_OVERRIDABLE = ("steps", "log_every", "checkpoint_every", "image_every", "keep", "device")
+RESUME_OVERRIDABLE = ("steps", "log_every", "checkpoint_every", "image_every", "keep", "device", "amp",
+                      "channels_last")
 
 
 def resume_config(saved: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:

@@ -28,7 +28,10 @@ def test_bf16_autocast_runs_critic_in_bf16_and_penalty_in_float32(small_cfg):
     before = [p.detach().clone() for p in tr.D.parameters()]
     out = tr.critic_step()
     assert seen and set(seen) == {torch.bfloat16}  # every critic layer ran in bfloat16
-    assert out["grad_norm"].dtype == torch.float32 and torch.isfinite(out["grad_norm"])
+    # the same first step in float32: bf16 changes the gradient norms by rounding only
+    ref = _trainer(small_cfg()).critic_step()
+    torch.testing.assert_close(out["grad_norm"], ref["grad_norm"], rtol=2e-2, atol=0)
+    assert not torch.equal(out["grad_norm"], ref["grad_norm"])  # and it did run in bf16
     assert all(p.dtype == torch.float32 for p in tr.D.parameters())  # master weights stay float32
     assert any(not torch.equal(a, b) for a, b in zip(before, tr.D.parameters()))
     g = tr.generator_step()
@@ -55,8 +58,9 @@ def test_channels_last_images(small_cfg, tmp_path):
 
     path = tmp_path / "imgs.npy"
     np.save(path, np.random.default_rng(0).integers(0, 256, size=(64, 3, 16, 16), dtype=np.uint8))
+    # SGD: Adam's first step is lr * sign(grad), which would turn rounding into a full step
     kw = dict(data=str(path), data_options={}, model="dcgan", model_options={"width": 8}, batch_size=8,
-              lipschitz_options={"lambda": 10.0})
+              lipschitz_options={"lambda": 10.0}, optimizer="sgd", lr=0.01)
     cl = _trainer(small_cfg(channels_last=True, **kw))
     convs = [m for m in cl.D.modules() if isinstance(m, nn.Conv2d)]
     assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)

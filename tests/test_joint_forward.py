@@ -104,3 +104,58 @@ def test_cli_flag_is_stored(tmp_path):
                                    "--out", str(tmp_path), "--name", "r", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "r" / "config.json").read_text())["joint_forward"] is False
+
+
+class _MixingModel(gantk.GANModel):
+    name = "test-joint-mixing"
+    description = "critic whose scores depend on the batch (declared)"
+    critic_mixes_batch = True
+
+    def build_generator(self, data_shape, latent_dim):
+        return nn.Sequential(nn.Linear(latent_dim, 8), nn.ReLU(), nn.Linear(8, 2))
+
+    def build_critic(self, data_shape):
+        return nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1), nn.Flatten(0))
+
+
+class _MixingPlugin:
+    @hookimpl
+    def register_models(register):
+        register(_MixingModel)
+
+
+def test_model_can_declare_a_batch_mixing_critic(small_cfg):
+    name = register_plugin(_MixingPlugin, name="test-joint-mixing")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tr = Trainer(small_cfg(model="test-joint-mixing", model_options={}, joint_forward=True))
+        sizes = []
+        tr.D.register_forward_hook(lambda m, inp, out: sizes.append(inp[0].shape[0]))
+        tr.critic_step()
+        assert not tr._joint_forward and sizes[:2] == [tr.cfg.batch_size] * 2
+    finally:
+        unregister_plugin(name)
+
+
+def test_runs_saved_before_the_joint_forward_resume_with_separate_forwards(small_cfg):
+    import json
+
+    from gantk.config import TrainConfig
+
+    cfg = small_cfg()
+    d = json.loads(cfg.to_json())
+    assert d["joint_forward"] is True
+    del d["joint_forward"]  # a config stored by an older gantk
+    assert TrainConfig.from_json(json.dumps(d)).joint_forward is False
+    assert TrainConfig.from_json(cfg.to_json()).joint_forward is True
+
+
+def test_speed_settings_may_change_on_resume_but_the_forward_may_not(small_cfg):
+    from gantk.errors import ConfigError
+    from gantk.train import resume_config
+
+    saved = small_cfg()
+    assert resume_config(saved, {"amp": "bf16", "channels_last": True}).amp == "bf16"
+    with pytest.raises(ConfigError, match="--joint-forward"):
+        resume_config(saved, {"joint_forward": False})

@@ -132,13 +132,13 @@ def main(argv=None) -> int:
     for path in [results, *(Path(p) for p in args.also.split(",") if p)]:
         if path.exists():
             done += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    key = lambda r: (r["data"], r["method"], r["seed"], r["steps"])  # noqa: E731
+    key = lambda r: (r["data"], r["method"], r["seed"], r["steps"], r.get("n_eval", N_EVAL))  # noqa: E731
     from gantk.config import TrainConfig
 
     steps = args.steps or TrainConfig.steps
     have = {key(r) for r in done}
     jobs = [{"data": d, "method": m, "seed": s, "steps": args.steps, "runs": args.runs, "n": args.n}
-            for s in seeds for d in datas for m in methods if (d, m, s, steps) not in have]
+            for s in seeds for d in datas for m in methods if (d, m, s, steps, args.n) not in have]
     print(f"{len(jobs)} runs to do, {len(have)} already in {results}", flush=True)
     if args.no_run:
         jobs = []
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
             for rec in pool.imap_unordered(run_one, jobs):
                 record(rec)
     rows = [r for r in done if r["data"] in datas and r["method"] in methods and r["seed"] in seeds
-            and r["steps"] == steps]
+            and r["steps"] == steps and r.get("n_eval", N_EVAL) == args.n]
     text = table(rows, datas, methods)
     print(text)
     from gantk.benchmarking import run_metadata
