@@ -8,7 +8,8 @@ critic step spent in the penalty's elementwise work (interpolation + norm head).
 
 With ``--levers`` (default: all of ``gantk.benchmarking.LEVERS``) each case is also timed
 with the opt-in levers: the separate real and fake forwards (to show what the default
-joint forward buys) and lazy regularization (``penalty_every`` 4, 8, 16).
+joint forward buys) and lazy regularization (``penalty_every`` 4, 8, 16); on CUDA also
+bf16 autocast and channels-last (``--levers amp-bf16,...`` times them anywhere).
 
     python benchmarks/bench_step.py [--cases toy-mlp,dcgan-32,dcgan-64] [--device cpu|cuda] [--levers none]
 
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 from common import HERE, run_metadata  # noqa: F401  (common puts gantk on sys.path)
 
-from gantk.benchmarking import LEVERS, STEP_CASES, bench_steps
+from gantk.benchmarking import GPU_LEVERS, LEVERS, STEP_CASES, bench_steps
 
 
 def table(rows) -> str:
@@ -47,6 +48,9 @@ def lever_table(rows) -> str:
         out.append(f"| {r['case']} | default (joint forward, penalty every step) | {1e3 * crit:.2f} "
                    f"| {r['critic_speedup']:.2f} | {r['speedup']:.2f} |")
         for label, lv in r.get("levers", {}).items():
+            if "missing" in lv:
+                out.append(f"| {r['case']} | {label} | n/a: {lv['missing']} | | |")
+                continue
             out.append(f"| {r['case']} | {label} | {1e3 * lv['critic_s']:.2f} | {lv['critic_speedup']:.2f} "
                        f"| {lv['speedup']:.2f} |")
     return "\n".join(out)
@@ -57,9 +61,12 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", default=",".join(STEP_CASES))
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--min-time", type=float, default=2.0)
-    ap.add_argument("--levers", default=",".join(LEVERS), help="comma-separated names from LEVERS, or none")
+    ap.add_argument("--levers", default=None,
+                    help="comma-separated names from LEVERS, or none [default: all; the GPU ones on CUDA only]")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
+    if args.levers is None:
+        args.levers = ",".join(k for k in LEVERS if args.device == "cuda" or k not in GPU_LEVERS)
     names = [k for k in args.levers.split(",") if k and k != "none"]
     unknown = [k for k in names if k not in LEVERS]
     if unknown:

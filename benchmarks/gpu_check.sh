@@ -21,8 +21,8 @@ log bench_penalty
 timeout 150 $PY benchmarks/bench_penalty.py --device cuda --out "$OUT" > "$OUT/bench_penalty.log" 2>&1
 tail -20 "$OUT/bench_penalty.log" | tee -a "$OUT/summary.txt"
 log bench_step
-timeout 90 $PY benchmarks/bench_step.py --device cuda --min-time 0.5 --out "$OUT" > "$OUT/bench_step.log" 2>&1
-tail -8 "$OUT/bench_step.log" | tee -a "$OUT/summary.txt"
+timeout 180 $PY benchmarks/bench_step.py --device cuda --min-time 0.5 --out "$OUT" > "$OUT/bench_step.log" 2>&1
+tail -34 "$OUT/bench_step.log" | tee -a "$OUT/summary.txt"
 log train
 timeout 60 $PY -m gantk train --device cuda --steps 300 --out /tmp/runs --name gpu > "$OUT/train.log" 2>&1
 tail -6 "$OUT/train.log" | tee -a "$OUT/summary.txt"

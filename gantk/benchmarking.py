@@ -204,7 +204,12 @@ LEVERS: dict[str, dict[str, Any]] = {
     "penalty-every-4": {"penalty_every": 4},
     "penalty-every-8": {"penalty_every": 8},
     "penalty-every-16": {"penalty_every": 16},
+    # GPU levers (bench_step.py times them on CUDA by default, on the CPU when asked)
+    "amp-bf16": {"amp": "bf16"},
+    "channels-last": {"channels_last": True},
+    "amp-bf16+channels-last": {"amp": "bf16", "channels_last": True},
 }
+GPU_LEVERS = ("amp-bf16", "channels-last", "amp-bf16+channels-last")
 
 
 def bench_steps(cases=("toy-mlp",), device: str = "cpu", min_time: float = 1.0, workdir: Path | None = None,
@@ -224,6 +229,7 @@ def bench_steps(cases=("toy-mlp",), device: str = "cpu", min_time: float = 1.0, 
     import warnings
 
     from .config import make_config
+    from .errors import UsageError
     from .ops import gradient_norm_penalty, interpolate
     from .plugins import get_registry
     from .train import Trainer
@@ -281,7 +287,11 @@ def bench_steps(cases=("toy-mlp",), device: str = "cpu", min_time: float = 1.0, 
         if levers:
             row["levers"] = {}
             for label, overrides in levers.items():
-                lcfg, ltr = trainer(**overrides)
+                try:
+                    lcfg, ltr = trainer(**overrides)
+                except UsageError as exc:  # e.g. channels-last on the toy MLP
+                    row["levers"][label] = {"overrides": overrides, "missing": str(exc)}
+                    continue
                 k = max(1, lcfg.penalty_every)
 
                 def k_steps(ltr=ltr, k=k):

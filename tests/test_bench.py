@@ -54,3 +54,9 @@ def test_levers_are_timed_with_their_settings(tmp_path, monkeypatch):
     assert set(r["levers"]) == {"sep", "lazy"}
     for lv in r["levers"].values():
         assert lv["critic_s"] > 0 and math.isfinite(lv["speedup"]) and lv["iter_per_s"] > 0
+
+
+def test_a_lever_the_case_cannot_take_is_a_note(tmp_path):
+    levers = {"channels-last": {"channels_last": True}}
+    (r,) = bench_steps(("toy-mlp",), min_time=0.01, workdir=tmp_path, model_options={"width": 16}, levers=levers)
+    assert "--channels-last needs image data" in r["levers"]["channels-last"]["missing"]
