@@ -158,8 +158,12 @@ def main(argv=None) -> int:
         with ctx.Pool(args.workers, maxtasksperchild=1) as pool:
             for rec in pool.imap_unordered(run_one, jobs):
                 record(rec)
-    rows = [r for r in done if r["data"] in datas and r["method"] in methods and r["seed"] in seeds
-            and r["steps"] == steps and r.get("n_eval", N_EVAL) == args.n]
+    rows, seen = [], set()
+    for r in done:  # the first result of each run (two runners may have appended the same one)
+        if (r["data"] in datas and r["method"] in methods and r["seed"] in seeds and r["steps"] == steps
+                and r.get("n_eval", N_EVAL) == args.n and key(r) not in seen):
+            seen.add(key(r))
+            rows.append(r)
     text = table(rows, datas, methods)
     print(text)
     from gantk.benchmarking import run_metadata
