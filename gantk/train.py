@@ -380,12 +380,15 @@ class Trainer:
             p.requires_grad_(False)
         z = self._noise()
         with self._autocast():
+            real_out = None
             if self.c.loss.needs_real_scores:
                 with torch.no_grad():
                     real_out = self.D(self._layout(self.sampler.next())).float()
-                loss = self.c.loss.generator_loss(self.D(self._layout(self.G(z))).float(), real_out)
+            fake_out = self.D(self._layout(self.G(z))).float()
+            if real_out is None:
+                loss = self.c.loss.generator_loss(fake_out)
             else:
-                loss = self.c.loss.generator_loss(self.D(self._layout(self.G(z))).float())
+                loss = self.c.loss.generator_loss(fake_out, real_out)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(self.G.parameters(), self.dist)

@@ -11,3 +11,42 @@ def assert_clean_error(res, code, *needles):
     assert len(errs) == 1, res.output
     for n in needles:
         assert n in errs[0], errs[0]
+
+
+import contextlib  # noqa: E402
+
+import gantk  # noqa: E402
+from torch import nn  # noqa: E402
+
+
+class BNModel(gantk.GANModel):
+    """A tiny 2-D model whose critic has BatchNorm (which couples a batch's samples)."""
+
+    name = "bn-mlp"
+    description = "test model whose critic has BatchNorm"
+
+    def build_generator(self, data_shape, latent_dim):
+        return nn.Sequential(nn.Linear(latent_dim, 16), nn.ReLU(), nn.Linear(16, 2))
+
+    def build_critic(self, data_shape):
+        return nn.Sequential(nn.Linear(2, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 1), nn.Flatten(0))
+
+
+@contextlib.contextmanager
+def registered_models(*models, name="test-models"):
+    """Register model classes through a temporary plugin (the same hook third-party
+    plugins use) for the duration of the block."""
+    from gantk.hookimpl import hookimpl
+    from gantk.plugins import register_plugin, unregister_plugin
+
+    class Plugin:
+        @hookimpl
+        def register_models(register):
+            for m in models:
+                register(m)
+
+    plugin = register_plugin(Plugin, name=name)
+    try:
+        yield
+    finally:
+        unregister_plugin(plugin)

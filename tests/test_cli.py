@@ -8,13 +8,10 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
 from typer.testing import CliRunner
 
 import gantk
-from gantk import hookimpl
 from gantk.cli import app
-from gantk.plugins import register_plugin, unregister_plugin
 
 runner = CliRunner()
 
@@ -151,6 +148,7 @@ def test_resume_equals_straight_run(tmp_path, small_cfg):
 
 
 # ----------------------------------------------------------------- bad inputs
+from _helpers import BNModel, registered_models  # noqa: E402
 from _helpers import assert_clean_error as _assert_clean_error  # noqa: E402
 
 
@@ -262,26 +260,8 @@ def test_unwritable_outputs(trained_run, tmp_path):
     _assert_clean_error(res, 2, ".safetensors or .png")
 
 
-class BNModel(gantk.GANModel):
-    name = "bn-mlp"
-    description = "test model whose critic has BatchNorm"
-
-    def build_generator(self, data_shape, latent_dim):
-        return nn.Sequential(nn.Linear(latent_dim, 16), nn.ReLU(), nn.Linear(16, 2))
-
-    def build_critic(self, data_shape):
-        return nn.Sequential(nn.Linear(2, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 1))
-
-
-class BNPlugin:
-    @hookimpl
-    def register_models(register):
-        register(BNModel)
-
-
 def test_batchnorm_critic_refused_under_gp(tmp_path):
-    name = register_plugin(BNPlugin, name="test-bn")
-    try:
+    with registered_models(BNModel, name="test-bn"):
         base = ["train", "--model", "bn-mlp", "--data", "8gaussians", "-O", "data.n=256", "--batch-size", "32",
                 "--steps", "1", "--out", tmp_path / "o"]
         for enf in ("gp", "lp"):
@@ -292,8 +272,6 @@ def test_batchnorm_critic_refused_under_gp(tmp_path):
         assert res.exit_code == 0, res.output
         res = run(*base, "--lipschitz", "sn", "--loss", "hinge")
         assert res.exit_code == 0, res.output
-    finally:
-        unregister_plugin(name)
 
 
 def test_debug_variable_shows_traceback(tmp_path, monkeypatch):

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 import gantk
-from gantk.hookimpl import hookimpl
-from gantk.plugins import register_plugin, unregister_plugin
 from gantk.train import Trainer
+
+from _helpers import BNModel, registered_models
 
 
 def _params(m: nn.Module) -> list[torch.Tensor]:
@@ -57,27 +57,9 @@ def test_joint_forward_calls_the_critic_once_for_real_and_fake(small_cfg):
     assert sizes == [2 * tr.cfg.batch_size]
 
 
-class _BNModel(gantk.GANModel):
-    name = "test-joint-bn"
-    description = "critic with BatchNorm"
-
-    def build_generator(self, data_shape, latent_dim):
-        return nn.Sequential(nn.Linear(latent_dim, 16), nn.ReLU(), nn.Linear(16, 2))
-
-    def build_critic(self, data_shape):
-        return nn.Sequential(nn.Linear(2, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 1), nn.Flatten(0))
-
-
-class _BNPlugin:
-    @hookimpl
-    def register_models(register):
-        register(_BNModel)
-
-
 def test_batchnorm_critic_keeps_separate_forwards(small_cfg):
-    name = register_plugin(_BNPlugin, name="test-joint-bn")
-    try:
-        kw = dict(model="test-joint-bn", model_options={}, preset="gan")
+    with registered_models(BNModel, name="test-joint-bn"):
+        kw = dict(model="bn-mlp", model_options={}, preset="gan")
         tr, p_asked_joint, _ = _two_critic_steps(small_cfg(joint_forward=True, **kw))
         _, p_sep, _ = _two_critic_steps(small_cfg(joint_forward=False, **kw))
         assert not tr._joint_forward
@@ -88,14 +70,12 @@ def test_batchnorm_critic_keeps_separate_forwards(small_cfg):
         real, fake = torch.randn(32, 2), torch.randn(32, 2) + 3
         with torch.no_grad():
             assert not torch.allclose(D(torch.cat([real, fake]))[:32], D(real), atol=1e-3)
-    finally:
-        unregister_plugin(name)
 
 
 def test_cli_flag_is_stored(tmp_path):
-    from typer.testing import CliRunner
-
     import json
+
+    from typer.testing import CliRunner
 
     from gantk.cli import app
 
@@ -118,15 +98,8 @@ class _MixingModel(gantk.GANModel):
         return nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1), nn.Flatten(0))
 
 
-class _MixingPlugin:
-    @hookimpl
-    def register_models(register):
-        register(_MixingModel)
-
-
 def test_model_can_declare_a_batch_mixing_critic(small_cfg):
-    name = register_plugin(_MixingPlugin, name="test-joint-mixing")
-    try:
+    with registered_models(_MixingModel, name="test-joint-mixing"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tr = Trainer(small_cfg(model="test-joint-mixing", model_options={}, joint_forward=True))
@@ -134,8 +107,6 @@ def test_model_can_declare_a_batch_mixing_critic(small_cfg):
         tr.D.register_forward_hook(lambda m, inp, out: sizes.append(inp[0].shape[0]))
         tr.critic_step()
         assert not tr._joint_forward and sizes[:2] == [tr.cfg.batch_size] * 2
-    finally:
-        unregister_plugin(name)
 
 
 def test_runs_saved_before_the_joint_forward_resume_with_separate_forwards(small_cfg):

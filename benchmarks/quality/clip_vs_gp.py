@@ -90,9 +90,10 @@ class Batches:
 
 
 def w_loss(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """E[D(fake)] − E[D(real)], real and fake scored in one forward."""
+    """E[D(fake)] − E[D(real)] (gantk's wasserstein loss), real and fake scored in one forward."""
     scores = critic(torch.cat([real, fake]))
-    return scores[real.shape[0]:].mean() - scores[: real.shape[0]].mean()
+    loss = get_registry("loss").get("wasserstein")()
+    return loss.critic_loss(scores[: real.shape[0]], scores[real.shape[0]:])
 
 
 def measure(critic: nn.Module, real_pool, fake_pool, args) -> dict:
