@@ -15,9 +15,15 @@ The critic is left out: it costs the same on every path. Variants, side by side:
 Floor: a step must read real and fake and write x̂ (3), read g (1), read g and write
 ∂/∂g (2): 6·B·N·elem_size bytes, divided by the copy bandwidth measured in the same run.
 
-    python benchmarks/bench_penalty.py [--quick] [--device cpu|cuda|all]
+    python benchmarks/bench_penalty.py [--quick] [--device cpu|cuda|all] [--graph]
 
 Writes benchmarks/results/penalty-<device>.json and prints a markdown table.
+
+On a GPU the eager timings are bound by the host (Python, autograd and kernel launches
+cost more than the kernels at every shape listed). ``--graph`` (CUDA only) captures each
+variant's whole step, autograd call included, in a CUDA graph and times its replays:
+the device time of each variant's kernels, which is what the bandwidth floor is about.
+It writes penalty-cuda-graph.json.
 """
 from __future__ import annotations
 
@@ -72,7 +78,22 @@ def make_variants(real, fake, g, compiled):
     return {"a_user": a, "b_ref": gantk_step("ref"), "c_compile": c, "d_ext": gantk_step("ext")}
 
 
-def bench_device(device: str, shapes, dtypes, min_time: float, skip: set[str]) -> dict:
+def graphed(fn):
+    """``fn`` captured in a CUDA graph (after warm-up calls on a side stream, as
+    torch.cuda.graph requires); returns the replay callable and the graph."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay, graph
+
+
+def bench_device(device: str, shapes, dtypes, min_time: float, skip: set[str], graph: bool = False) -> dict:
     meta = run_metadata(device)
     bw = memory_bandwidth(device, mbytes=256 if device == "cpu" else 1024)
     print(f"# {device}: {meta['device_name']}; copy bandwidth {bw['bytes_per_s'] / 1e9:.1f} GB/s", flush=True)
@@ -80,9 +101,9 @@ def bench_device(device: str, shapes, dtypes, min_time: float, skip: set[str]) -
     compile_note = None
     if "c_compile" not in skip:
         try:
-            import torch._dynamo
+            from torch import _dynamo  # (not `import torch._dynamo`: that would make torch local here)
 
-            torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+            _dynamo.config.cache_size_limit = max(_dynamo.config.cache_size_limit, 64)
             compiled = torch.compile(user_step, dynamic=False)
         except Exception as e:  # a missing baseline is a note, never a crash
             compile_note = f"torch.compile unavailable: {type(e).__name__}: {e}"
@@ -108,8 +129,12 @@ def bench_device(device: str, shapes, dtypes, min_time: float, skip: set[str]) -
                     row["missing"] = compile_note or "torch.compile unavailable"
                 else:
                     try:
-                        t = timeit(fns[v], device=device, min_time=min_time,
+                        fn, keep = fns[v], None
+                        if graph:
+                            fn, keep = graphed(fn)
+                        t = timeit(fn, device=device, min_time=min_time,
                                    warmup=3 if v != "c_compile" else 2)
+                        del keep
                         row.update(t)
                         results[v] = t["median"]
                     except Exception as e:  # note it and go on
@@ -127,14 +152,16 @@ def bench_device(device: str, shapes, dtypes, min_time: float, skip: set[str]) -
                 for v in VARIANTS
             )
             print(f"{dname:8s} {str(tuple(shape)):18s} floor {floor_s * 1e3:7.3f} ms  {line}", flush=True)
-    return {"meta": meta, "bandwidth": bw, "compile_note": compile_note, "rows": rows}
+    return {"meta": meta, "bandwidth": bw, "compile_note": compile_note, "rows": rows,
+            "timing": "cuda-graph replay" if graph else "eager"}
 
 
 def table(result: dict) -> str:
     """Markdown: per case, each variant's median (IQR), speedup vs (a), % of floor."""
     bw = result["bandwidth"]["bytes_per_s"]
     out = [
-        f"Device: {result['meta']['device_name']} ({result['meta']['device']}); "
+        f"Device: {result['meta']['device_name']} ({result['meta']['device']}, "
+        f"{result.get('timing', 'eager')} timing); "
         f"copy bandwidth {bw / 1e9:.1f} GB/s; floor = 6·B·N·elem_size bytes / bandwidth.",
         "",
         "| dtype | shape (B, …) | bytes moved | floor ms | " + " | ".join(LABELS[v] + " ms (IQR)" for v in VARIANTS)
@@ -168,6 +195,10 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", default="", help="comma-separated variants to leave out (e.g. c_compile)")
     ap.add_argument("--out", default=str(HERE / "results"), help="folder for penalty-<device>.json")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--min-time", type=float, default=None,
+                    help="seconds of repeats per cell (default 1.0, 0.3 with --quick)")
+    ap.add_argument("--graph", action="store_true",
+                    help="CUDA only: time CUDA-graph replays of each variant (device time, no host overhead)")
     args = ap.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -179,6 +210,9 @@ def main(argv=None) -> int:
     if not ok:
         print(f"note: the extension is unavailable ({reason}); (d) will be missing", file=sys.stderr)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    if args.graph:
+        if args.device != "cuda":
+            ap.error("--graph needs --device cuda")
     if "cuda" in devices and not torch.cuda.is_available():
         if args.device == "cuda":
             print("no CUDA device", file=sys.stderr)
@@ -189,10 +223,11 @@ def main(argv=None) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     for device in devices:
-        result = bench_device(device, shapes, DTYPES, min_time=0.3 if args.quick else 1.0, skip=skip)
+        result = bench_device(device, shapes, DTYPES, min_time=args.min_time or (0.3 if args.quick else 1.0), skip=skip,
+                              graph=args.graph)
         result["quick"] = args.quick
         result["ext_status"] = {k: v for k, v in _ext.status().items() if k != "error_detail"}
-        path = out_dir / f"penalty-{device}.json"
+        path = out_dir / f"penalty-{device}{'-graph' if args.graph else ''}.json"
         path.write_text(json.dumps(result, indent=1))
         print()
         print(table(result))

@@ -157,13 +157,14 @@ def build_components(cfg: TrainConfig, *, data: torch.Tensor | None = None, devi
 def _new_run_dir(cfg: TrainConfig) -> Path:
     out = check_writable_dir(cfg.out)
     stem = cfg.name or f"{Path(cfg.data).stem}-{cfg.preset if cfg.preset else cfg.loss}-{datetime.now():%Y%m%d-%H%M%S}"
-    run = out / stem
     i = 1
-    while run.exists():
-        i += 1
-        run = out / f"{stem}-{i}"
-    run.mkdir(parents=True)
-    return run
+    while True:  # mkdir, not exists(): runs started in the same second each get their own
+        run = out / (stem if i == 1 else f"{stem}-{i}")
+        try:
+            run.mkdir(parents=True)
+            return run
+        except FileExistsError:
+            i += 1
 
 
 _METRIC_KEYS = ("critic_loss", "generator_loss", "w_estimate", "grad_norm", "penalty")
@@ -308,6 +309,23 @@ class Trainer:
         return path
 
     # ----------------------------------------------------------------- steps
+    def lr_factor(self, step: int | None = None) -> float:
+        """The schedule's multiplier of ``lr`` for the iteration that starts at ``step``
+        (default: now): 1 throughout for ``lr_decay = "none"``; 1 − step/steps for
+        ``"linear"``, so the last iteration runs at lr/steps. It depends on the step
+        alone, so a resumed run continues the same schedule (over the new total if
+        ``--steps`` changed on resume)."""
+        step = self.step if step is None else step
+        if self.cfg.lr_decay == "linear":
+            return max(0.0, 1.0 - step / self.cfg.steps)
+        return 1.0
+
+    def _set_lr(self) -> None:
+        lr = self.cfg.lr * self.lr_factor()
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
+
     def _noise(self) -> torch.Tensor:
         """This rank's rows of the global batch of latents (all of it in one process)."""
         z = torch.randn(self.cfg.batch_size, self.c.latent_dim, generator=self.g_noise, device=self.device)
@@ -447,6 +465,7 @@ class Trainer:
         t_log = time.perf_counter()
         try:
             while self.step < cfg.steps:
+                self._set_lr()
                 crit: dict[str, torch.Tensor] = {}
                 self._critic_index = self.step * cfg.n_critic
                 for _ in range(cfg.n_critic):

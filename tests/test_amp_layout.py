@@ -78,3 +78,27 @@ def test_channels_last_images(small_cfg, tmp_path):
 def test_channels_last_needs_images(small_cfg):
     with pytest.raises(UsageError, match="--channels-last needs image data"):
         _trainer(small_cfg(channels_last=True))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("amp,channels_last", [("bf16", False), ("off", True), ("bf16", True)])
+def test_speed_settings_on_cuda_follow_float32(small_cfg, tmp_path, amp, channels_last):
+    """On a GPU (cuDNN's channels-last kernels, CUDA bf16 autocast) a few DCGAN steps
+    with the opt-in settings end near the plain float32 run."""
+    import numpy as np
+
+    path = tmp_path / "imgs.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 256, size=(64, 3, 32, 32), dtype=np.uint8))
+    kw = dict(data=str(path), data_options={}, model="dcgan", model_options={"width": 16}, batch_size=16,
+              lipschitz_options={"lambda": 10.0}, optimizer="sgd", lr=0.01, steps=3, device="cuda")
+    ref, fast = _trainer(small_cfg(**kw)), _trainer(small_cfg(amp=amp, channels_last=channels_last, **kw))
+    init = [p.detach().clone() for p in ref.G.parameters()]
+    ref.train(), fast.train()
+    a, b, i = (torch.cat([p.detach().float().reshape(-1) for p in ps])
+               for ps in (ref.G.parameters(), fast.G.parameters(), init))
+    moved, diff = (a - i).norm(), (a - b).norm()
+    assert torch.isfinite(b).all() and moved > 0
+    assert diff < (0.1 if amp == "bf16" else 0.02) * moved  # cuDNN convs may use TF32 either way
+    if channels_last:
+        convs = [m for m in fast.D.modules() if isinstance(m, nn.Conv2d)]
+        assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)

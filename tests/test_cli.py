@@ -137,8 +137,10 @@ def test_resume_continues(trained_run, tmp_path):
 def test_resume_equals_straight_run(tmp_path, small_cfg):
     from gantk.train import Trainer, resume
 
-    straight = Trainer(small_cfg(steps=4, name="a", out=str(tmp_path))).train()
-    half = Trainer(small_cfg(steps=2, name="b", out=str(tmp_path))).train()
+    # constant lr: a linear decay is laid out over --steps, which differs between the two
+    # (tests/test_lr_decay.py resumes a decayed run that was stopped part-way)
+    straight = Trainer(small_cfg(steps=4, name="a", out=str(tmp_path), lr_decay="none")).train()
+    half = Trainer(small_cfg(steps=2, name="b", out=str(tmp_path), lr_decay="none")).train()
     resumed = resume(half.run_dir, {"steps": 4})
     a = load_file(straight.checkpoint)
     b = load_file(resumed.checkpoint)
@@ -158,6 +160,7 @@ from _helpers import assert_clean_error as _assert_clean_error  # noqa: E402
     (["--lipschitz", "r1"], ["unknown lipschitz enforcer 'r1'", "plugin"]),
     (["--model", "mlpp"], ["unknown model 'mlpp'", "did you mean 'mlp'"]),
     (["--preset", "wgangp"], ["unknown preset 'wgangp'", "did you mean 'wgan-gp'"]),
+    (["--lr-decay", "cosine"], ["--lr-decay must be none or linear, got 'cosine'"]),
     (["--data", "8gausians"], ["unknown dataset '8gausians'", "did you mean '8gaussians'"]),
     (["--lr", "0"], ["--lr must be > 0"]),
     (["--lr", "-1e-4"], ["--lr must be > 0"]),

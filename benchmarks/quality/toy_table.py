@@ -15,7 +15,7 @@ per-seed values), and writes it with the run metadata to ``toy_table.json``.
 
     python benchmarks/quality/toy_table.py [--data 8gaussians,25gaussians,swissroll]
         [--methods gan,wgan,wgan-gp,lp,sngan] [--seeds 0,1,2] [--workers 2] [--steps N]
-        [--no-run] [--also OTHER.jsonl]
+        [--lr-decay none|linear] [--no-run] [--also OTHER.jsonl]
 """
 from __future__ import annotations
 
@@ -65,8 +65,7 @@ def _run_one(job: dict) -> dict:
     kw = dict(METHODS[job["method"]], data=job["data"], seed=job["seed"], out=job["runs"],
               name=f"{job['data']}-{job['method']}-s{job['seed']}-{int(time.time())}",
               checkpoint_every=0, image_every=0, log_every=100, device="cpu")
-    if job.get("steps"):
-        kw["steps"] = job["steps"]
+    kw.update(_overrides(job))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cfg = make_config(**kw)
@@ -80,6 +79,21 @@ def _run_one(job: dict) -> dict:
     return {**{k: job[k] for k in ("data", "method", "seed")}, "steps": cfg.steps, "seconds": round(seconds, 1),
             "n_eval": n, "config": json.loads(cfg.to_json()), "run": str(res.run_dir),
             **{k: v for k, v in score.items()}, "w1_ratio": score["w1"] / score["w1_floor"]}
+
+
+def _overrides(job: dict) -> dict:
+    return {k: job[k] for k in ("steps", "lr_decay") if job.get(k)}
+
+
+def expected_settings(job: dict) -> tuple[int, str]:
+    """(steps, lr_decay) that ``gantk train`` would use for this job (the toy sets
+    recommend their own), so a results row can be matched to the current defaults."""
+    from gantk.config import make_config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = make_config(**METHODS[job["method"]], data=job["data"], **_overrides(job))
+    return cfg.steps, cfg.lr_decay
 
 
 def _fmt(vals, fmt):
@@ -113,6 +127,8 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default="gan,wgan,wgan-gp,lp,sngan")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, default=None, help="generator steps (default: gantk's default)")
+    ap.add_argument("--lr-decay", default=None, choices=["none", "linear"],
+                    help="learning-rate schedule (default: gantk's default for the data)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--n", type=int, default=N_EVAL, help="samples scored (and real samples for the floor)")
     ap.add_argument("--no-run", action="store_true", help="only tabulate what --results (and --also) hold")
@@ -132,13 +148,15 @@ def main(argv=None) -> int:
     for path in [results, *(Path(p) for p in args.also.split(",") if p)]:
         if path.exists():
             done += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    key = lambda r: (r["data"], r["method"], r["seed"], r["steps"], r.get("n_eval", N_EVAL))  # noqa: E731
-    from gantk.config import TrainConfig
-
-    steps = args.steps or TrainConfig.steps
+    # rows written before lr_decay existed ran at a constant learning rate
+    key = lambda r: (r["data"], r["method"], r["seed"], r["steps"], r["config"].get("lr_decay", "none"),  # noqa: E731
+                     r.get("n_eval", N_EVAL))
+    want = {(d, m): expected_settings({"data": d, "method": m, "steps": args.steps, "lr_decay": args.lr_decay})
+            for d in datas for m in methods}
     have = {key(r) for r in done}
-    jobs = [{"data": d, "method": m, "seed": s, "steps": args.steps, "runs": args.runs, "n": args.n}
-            for s in seeds for d in datas for m in methods if (d, m, s, steps, args.n) not in have]
+    jobs = [{"data": d, "method": m, "seed": s, "steps": args.steps, "lr_decay": args.lr_decay, "runs": args.runs,
+             "n": args.n}
+            for s in seeds for d in datas for m in methods if (d, m, s, *want[d, m], args.n) not in have]
     print(f"{len(jobs)} runs to do, {len(have)} already in {results}", flush=True)
     if args.no_run:
         jobs = []
@@ -160,8 +178,9 @@ def main(argv=None) -> int:
                 record(rec)
     rows, seen = [], set()
     for r in done:  # the first result of each run (two runners may have appended the same one)
-        if (r["data"] in datas and r["method"] in methods and r["seed"] in seeds and r["steps"] == steps
-                and r.get("n_eval", N_EVAL) == args.n and key(r) not in seen):
+        if (r["data"] in datas and r["method"] in methods and r["seed"] in seeds
+                and key(r)[3:5] == want[r["data"], r["method"]] and r.get("n_eval", N_EVAL) == args.n
+                and key(r) not in seen):
             seen.add(key(r))
             rows.append(r)
     text = table(rows, datas, methods)

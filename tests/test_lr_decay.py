@@ -1,0 +1,92 @@
+"""The learning-rate schedule (``lr_decay``) and the toy sets' recommended settings."""
+from __future__ import annotations
+
+import json
+import signal
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gantk.config import TrainConfig, make_config
+from gantk.errors import UsageError
+from gantk.train import Callback, Trainer, TrainingInterrupted, _new_run_dir, resume
+
+
+class LrLog(Callback):
+    """The learning rates each iteration ran with (read after it, before the next is set)."""
+
+    def __init__(self, stop_at: int | None = None):
+        self.seen: list[tuple[float, float]] = []
+        self.stop_at = stop_at
+
+    def on_start(self, trainer):
+        self.tr = trainer
+
+    def on_step(self, step):
+        self.seen.append((self.tr.opt_g.param_groups[0]["lr"], self.tr.opt_d.param_groups[0]["lr"]))
+        if step == self.stop_at:
+            self.tr._stop_signal = signal.SIGTERM  # as if the process were sent SIGTERM here
+
+
+def _trainer(cfg, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Trainer(cfg, **kw)
+
+
+@pytest.mark.parametrize("decay,factors", [("linear", [1, 0.75, 0.5, 0.25]), ("none", [1, 1, 1, 1])])
+def test_schedule_sets_both_optimizers(small_cfg, decay, factors):
+    log = LrLog()
+    tr = _trainer(small_cfg(steps=4, lr=0.01, lr_decay=decay), callbacks=[log])
+    tr.train()
+    assert log.seen == [pytest.approx((0.01 * f, 0.01 * f)) for f in factors]
+    assert tr.lr_factor(4) == (0.0 if decay == "linear" else 1.0)
+
+
+def test_decayed_run_stopped_and_resumed_equals_straight_run(small_cfg, tmp_path):
+    straight = _trainer(small_cfg(steps=4, name="a", out=str(tmp_path), lr_decay="linear")).train()
+    log = LrLog(stop_at=2)
+    with pytest.raises(TrainingInterrupted):
+        _trainer(small_cfg(steps=4, name="b", out=str(tmp_path), lr_decay="linear"), callbacks=[log]).train()
+    after = LrLog()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        resumed = resume(tmp_path / "b", callbacks=[after])
+    lr = json.loads((straight.run_dir / "config.json").read_text())["lr"]
+    assert [g for g, _ in log.seen + after.seen] == pytest.approx([lr, 0.75 * lr, 0.5 * lr, 0.25 * lr])
+    a, b = load_file(straight.checkpoint), load_file(resumed.checkpoint)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_toy_sets_recommend_linear_decay_over_2000_steps_but_presets_keep_the_paper():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = make_config(data="25gaussians", loss="wasserstein", lipschitz="gp")
+        assert (cfg.lr_decay, cfg.steps, cfg.lr) == ("linear", 2000, 1e-3)
+        assert any("lr_decay = linear" in n for n in cfg.notes)
+        mine = make_config(data="8gaussians", steps=300, lr_decay="none")
+        assert (mine.lr_decay, mine.steps) == ("none", 300)  # what the user gives wins
+        paper = make_config("wgan-gp", data="25gaussians")
+        assert (paper.lr_decay, paper.steps, paper.lr) == ("none", 1000, 1e-4)
+
+
+def test_bad_schedule_is_a_usage_error(small_cfg):
+    with pytest.raises(UsageError, match="--lr-decay must be none or linear, got 'cosine'"):
+        small_cfg(lr_decay="cosine")
+
+
+def test_runs_saved_before_lr_decay_keep_a_constant_lr():
+    d = json.loads(TrainConfig().to_json())
+    del d["lr_decay"]
+    assert TrainConfig.from_json(json.dumps(d)).lr_decay == "none"
+
+
+def test_runs_started_together_get_their_own_folders(tmp_path):
+    cfg = TrainConfig(out=str(tmp_path), name="same")
+    with ThreadPoolExecutor(8) as pool:
+        dirs = list(pool.map(lambda _: _new_run_dir(cfg), range(24)))
+    assert len(set(dirs)) == 24 and all(d.is_dir() for d in dirs)
