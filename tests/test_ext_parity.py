@@ -554,3 +554,21 @@ def test_cpu_results_do_not_depend_on_the_thread_count(ext):
         torch.set_num_threads(threads)
     for a, b in zip(*outs):
         assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the libstdc++ link flag is set for Linux builds")
+def test_library_uses_the_shared_cpp_runtime(ext):
+    """The extension must share libtorch's C++ runtime, or a TORCH_CHECK failure thrown in
+    it and caught in libtorch can crash the process. A toolchain that links libstdc++
+    statically by default did exactly that (SIGSEGV on every bad input, torch 2.11 with a
+    g++ 13 wrapper); the build names the shared library explicitly."""
+    import shutil
+    import subprocess
+
+    flags = _ext._ldflags()
+    assert any(f.endswith("libstdc++.so.6") for f in flags)
+    lib = _ext.status()["library"]
+    if shutil.which("ldd") is None or not lib:
+        pytest.skip("no ldd to read the library's dependencies")
+    deps = subprocess.run(["ldd", lib], capture_output=True, text=True).stdout
+    assert "libstdc++.so.6 =>" in deps

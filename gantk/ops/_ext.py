@@ -35,6 +35,7 @@ autograd, ``torch.compile`` and ``torch.library.opcheck`` see them.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -67,6 +68,36 @@ _HEADERS = ("gp_cpu.h", "gp_cpu_loops.h", "gp_cuda.h")
 # adds resolves to that same soname at load time: one OpenMP runtime in the process.
 _OPENMP = ("-fopenmp",) if sys.platform.startswith("linux") else ()
 _CFLAGS = ("-O3", *_OPENMP)
+
+
+def _ldflags() -> list[str]:
+    """Link flags: OpenMP, and on Linux the shared libstdc++ named explicitly.
+
+    A C++ exception (every TORCH_CHECK failure) thrown in the extension is caught in
+    libtorch; both must use the process's one shared C++ runtime. A toolchain that links
+    libstdc++ statically by default (seen: a g++ wrapper on a GPU machine, where every
+    bad-input error crashed the process with SIGSEGV) gives the extension a private
+    copy. Naming the shared library ahead of the compiler's own -lstdc++ makes the
+    linker resolve the runtime there, whatever the default."""
+    flags = list(_OPENMP)
+    if sys.platform.startswith("linux"):
+        lib = _shared_libstdcxx()
+        if lib:
+            flags.append(lib)
+    return flags
+
+
+@functools.lru_cache(maxsize=None)
+def _shared_libstdcxx() -> str | None:
+    """Absolute path of the compiler's libstdc++.so.6 (None when it cannot say)."""
+    try:
+        from torch.utils.cpp_extension import get_cxx_compiler
+
+        out = subprocess.run([get_cxx_compiler(), "-print-file-name=libstdc++.so.6"],
+                             capture_output=True, text=True, timeout=20).stdout.strip()
+    except Exception:  # no compiler: the build reports that itself
+        return None
+    return out if out and os.path.isabs(out) and os.path.exists(out) else None
 _CUDA_CFLAGS = ("-O3",)
 _MARKER = "gantk_ext.json"
 _STALE_LOCK_S = 30 * 60  # a lock file older than this is left over from a killed build
@@ -168,7 +199,7 @@ def _key(src: Path, with_cuda: bool) -> str:
     for f in sorted(p for p in src.iterdir() if p.suffix in (".cpp", ".h", ".cu", ".cuh")):
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
     for part in (
-        torch.__version__, str(torch.version.cuda), str(with_cuda), " ".join(_CFLAGS),
+        torch.__version__, str(torch.version.cuda), str(with_cuda), " ".join(_CFLAGS), " ".join(_ldflags()),
         " ".join(_CUDA_CFLAGS), sys.implementation.cache_tag or "", sysconfig.get_platform(),
         platform.machine(), os.environ.get("CXX", ""), os.environ.get("TORCH_CUDA_ARCH_LIST", ""),
     ):
@@ -230,7 +261,7 @@ def _compile(src: Path, bdir: Path, with_cuda: bool, verbose: bool) -> str:
         extra_cflags=[*_CFLAGS, *defs],
         extra_cuda_cflags=[*_CUDA_CFLAGS, *defs] if with_cuda else None,
         extra_include_paths=[str(src)],
-        extra_ldflags=list(_OPENMP),
+        extra_ldflags=_ldflags(),
         build_directory=str(bdir),
         with_cuda=with_cuda,
         is_python_module=False,
