@@ -499,6 +499,8 @@ class Trainer:
                     last["steps_per_s"] = count / max(now - t_log, 1e-9)
                     rec = {"step": self.step, **{k: round(v, 6) for k, v in last.items()},
                            "time": round(now - t0, 3)}
+                    if cfg.lr_decay != "none":  # the lr this step ran with
+                        rec["lr"] = self.opt_g.param_groups[0]["lr"]
                     if self.dist.is_main:
                         append_line(self.metrics_path, json.dumps(rec))
                     for cb in self.callbacks:

@@ -44,6 +44,11 @@ def test_schedule_sets_both_optimizers(small_cfg, decay, factors):
     tr.train()
     assert log.seen == [pytest.approx((0.01 * f, 0.01 * f)) for f in factors]
     assert tr.lr_factor(4) == (0.0 if decay == "linear" else 1.0)
+    logged = [json.loads(line) for line in tr.metrics_path.read_text().splitlines()]
+    if decay == "linear":  # metrics.jsonl records the lr each logged step ran with
+        assert [r["lr"] for r in logged] == pytest.approx([0.01 * f for f in factors])
+    else:
+        assert all("lr" not in r for r in logged)
 
 
 def test_decayed_run_stopped_and_resumed_equals_straight_run(small_cfg, tmp_path):
