@@ -54,7 +54,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["available", "warn_fallback", "status", "build", "build_dir", "compiler"]
+__all__ = ["available", "ready", "warn_fallback", "status", "build", "build_dir", "compiler"]
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +375,8 @@ def _batch_major(t: torch.Tensor) -> int:
 
 
 def _register_python() -> None:
-    """Fake kernels and autograd formulas for the C++ operators (once per process)."""
+    """Fake kernels for the C++ operators (once per process); their autograd kernels
+    are C++ (csrc/gp_ops.cpp)."""
     global _registered
     if _registered:
         return
@@ -394,47 +395,19 @@ def _register_python() -> None:
     def norm_penalty_backward_fake(grad_penalty, g, norms, target, one_sided, weight, inv_scale):
         return torch.empty_like(g) if _batch_major(g) >= 0 else g.new_empty(g.shape)
 
-    def interpolate_setup(ctx, inputs, output):
-        real, fake, eps = inputs
-        need_eps = ctx.needs_input_grad[2]
-        ctx.save_for_backward(eps, real if need_eps else None, fake if need_eps else None)
-
-    def interpolate_backward(ctx, grad):
-        eps, real, fake = ctx.saved_tensors
-        b = grad.shape[0]
-        w = eps.to(grad.dtype).view(b, *([1] * (grad.dim() - 1)))
-        d_real = grad * w if ctx.needs_input_grad[0] else None
-        d_fake = grad * (1 - w) if ctx.needs_input_grad[1] else None
-        d_eps = None
-        if ctx.needs_input_grad[2]:
-            acc = _acc(grad.dtype)
-            d_eps = (grad.to(acc) * (real.to(acc) - fake.to(acc))).reshape(b, -1).sum(1).to(eps.dtype)
-        return d_real, d_fake, d_eps
-
-    def norm_penalty_setup(ctx, inputs, output):
-        g, target, one_sided, weight, norm_eps, inv_scale = inputs
-        _, norms = output
-        ctx.save_for_backward(g, norms, inv_scale)
-        ctx.target, ctx.one_sided, ctx.weight = target, one_sided, weight
-        ctx.mark_non_differentiable(norms)
-
-    def norm_penalty_backward(ctx, grad_penalty, grad_norms):
-        # grad_norms is ignored: the norms are not differentiable (for logging).
-        g, norms, inv_scale = ctx.saved_tensors
-        dg = torch.ops.gantk.norm_penalty_backward(
-            grad_penalty, g, norms, ctx.target, ctx.one_sided, ctx.weight, inv_scale
-        )
-        return dg, None, None, None, None, None
-
     lib.register_fake("gantk::interpolate")(interpolate_fake)
     lib.register_fake("gantk::norm_penalty")(norm_penalty_fake)
     lib.register_fake("gantk::norm_penalty_backward")(norm_penalty_backward_fake)
-    lib.register_autograd("gantk::interpolate", interpolate_backward, setup_context=interpolate_setup)
-    lib.register_autograd("gantk::norm_penalty", norm_penalty_backward, setup_context=norm_penalty_setup)
     _registered = True
 
 
 # ------------------------------------------------------------------ public
+def ready(device_type: str) -> bool:
+    """Fast per-call check: the extension is loaded with kernels for ``device_type``
+    ("cpu" or "cuda"). False says nothing about why: ask :func:`available`."""
+    return _state.ok and (device_type == "cpu" or (device_type == "cuda" and _state.with_cuda))
+
+
 def available(device: torch.device | str) -> tuple[bool, str]:
     """``(True, "")`` when the fused kernels can run on ``device``, else ``(False,
     reason)``. Builds the extension on first use unless ``GANTK_EXT_AUTOBUILD=0``."""

@@ -48,6 +48,8 @@ def _use_ext(impl: str, t: torch.Tensor) -> bool:
         return False
     from . import _ext
 
+    if _ext.ready(t.device.type):  # the per-call path once loaded
+        return True
     ok, reason = _ext.available(t.device)
     if ok:
         return True
