@@ -210,9 +210,8 @@ def main(argv=None) -> int:
     if not ok:
         print(f"note: the extension is unavailable ({reason}); (d) will be missing", file=sys.stderr)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
-    if args.graph:
-        if args.device != "cuda":
-            ap.error("--graph needs --device cuda")
+    if args.graph and args.device != "cuda":
+        ap.error("--graph needs --device cuda")
     if "cuda" in devices and not torch.cuda.is_available():
         if args.device == "cuda":
             print("no CUDA device", file=sys.stderr)

@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
 # One prepared run on a GPU machine: install, build the extension with CUDA, run the CUDA
 # tests, the penalty benchmark (eager and CUDA-graph timing), the step benchmark with its
-# levers, and a short training run. With SWEEP=1 a toy-quality sweep
-# (scratch/sweep.sh, if present) runs in the background while the tests run, and ends
-# before any timing starts.
+# levers, and a short training run.
 # Usage (from the repo root): OUT=/some/folder bash benchmarks/gpu_check.sh
 set -u
 OUT=${OUT:-/tmp/gantk-gpu}
 mkdir -p "$OUT"
-export OUT GANTK_EXT_DIR=/tmp/gantk-ext GANTK_LOAD_PLUGINS="" MPLBACKEND=Agg
+export GANTK_EXT_DIR=/tmp/gantk-ext GANTK_LOAD_PLUGINS="" MPLBACKEND=Agg
 PY=python3
 log() { echo "== $* ($(date +%T))" | tee -a "$OUT/summary.txt"; }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; $PY -c "import torch; print(torch.__version__, torch.version.cuda)"; nproc; } 2>&1 | tee -a "$OUT/summary.txt"
@@ -17,20 +15,9 @@ $PY -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.log" 2
 log build
 timeout 240 $PY -c "from gantk.ops import _ext; import json; print(json.dumps(_ext.build(verbose=False), default=str, indent=1))" > "$OUT/build.log" 2>&1
 tail -30 "$OUT/build.log" | tee -a "$OUT/summary.txt" >/dev/null
-SWEEP_PID=
-if [ "${SWEEP:-0}" = 1 ] && [ -x scratch/sweep.sh ]; then
-  log "sweep start (background, ${SWEEP_TIME:-170} s)"
-  bash scratch/sweep.sh "${SWEEP_TIME:-170}" > "$OUT/sweep.log" 2>&1 &
-  SWEEP_PID=$!
-fi
 log cuda-tests
 timeout 200 $PY -m pytest tests/test_ext_parity.py tests/test_amp_layout.py -q -x -p no:cacheprovider > "$OUT/parity.log" 2>&1
 tail -15 "$OUT/parity.log" | tee -a "$OUT/summary.txt"
-if [ -f scratch/segv.py ]; then
-  log segv-diagnosis
-  timeout 120 $PY scratch/segv.py > "$OUT/segv.log" 2>&1; tail -40 "$OUT/segv.log" >> "$OUT/summary.txt"
-fi
-if [ -n "$SWEEP_PID" ]; then log "waiting for the sweep"; wait "$SWEEP_PID"; log "sweep done"; fi
 log bench_penalty-graph
 timeout 150 $PY benchmarks/bench_penalty.py --device cuda --graph --min-time ${MIN_TIME:-0.25} --out "$OUT" > "$OUT/bench_penalty_graph.log" 2>&1
 tail -22 "$OUT/bench_penalty_graph.log" | tee -a "$OUT/summary.txt"

@@ -465,7 +465,8 @@ class Trainer:
         t_log = time.perf_counter()
         try:
             while self.step < cfg.steps:
-                self._set_lr()
+                if cfg.lr_decay != "none":  # a constant lr stays as the optimizers were built
+                    self._set_lr()
                 crit: dict[str, torch.Tensor] = {}
                 self._critic_index = self.step * cfg.n_critic
                 for _ in range(cfg.n_critic):

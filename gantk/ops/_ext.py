@@ -68,6 +68,7 @@ _HEADERS = ("gp_cpu.h", "gp_cpu_loops.h", "gp_cuda.h")
 # adds resolves to that same soname at load time: one OpenMP runtime in the process.
 _OPENMP = ("-fopenmp",) if sys.platform.startswith("linux") else ()
 _CFLAGS = ("-O3", *_OPENMP)
+_CUDA_CFLAGS = ("-O3",)
 
 
 def _ldflags() -> list[str]:
@@ -98,7 +99,8 @@ def _shared_libstdcxx() -> str | None:
     except Exception:  # no compiler: the build reports that itself
         return None
     return out if out and os.path.isabs(out) and os.path.exists(out) else None
-_CUDA_CFLAGS = ("-O3",)
+
+
 _MARKER = "gantk_ext.json"
 _STALE_LOCK_S = 30 * 60  # a lock file older than this is left over from a killed build
 _APPROX_BUILD = "about 20 s on 2 cores"
