@@ -11,6 +11,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -34,6 +35,19 @@
 #else
 #pragma GCC pop_options
 #endif
+
+// 64-byte vectors where the CPU has AVX-512 (GCC only). AVX-512F brings FMA with it, so
+// contraction is switched off to keep the results bit-identical to the copies above.
+#if !defined(__clang__)
+#define GANTK_CPU_AVX512 1
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl")
+#pragma GCC optimize("fp-contract=off")
+#define GANTK_CPU_ISA isa_avx512
+#include "gp_cpu_loops.h"
+#undef GANTK_CPU_ISA
+#pragma GCC pop_options
+#endif
 #endif
 
 namespace gantk {
@@ -45,12 +59,35 @@ template <typename T> using AccOf = isa_base::AccOf<T>;
 constexpr int64_t kChunk = 16384;  // elements per reduction chunk
 constexpr int64_t kGrain = 32768;  // elements per parallel task (elementwise)
 
+// Instruction-set levels: 0 baseline, 1 AVX2, 2 AVX-512. The loops run at the best
+// level both this build and the CPU have, or lower when set_isa asks (for tests and
+// benchmarks); every level gives the same bits.
+int supported_isa() {
+  int level = 0;
 #ifdef GANTK_CPU_AVX2
-bool has_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2");
-  return yes;
+  if (__builtin_cpu_supports("avx2")) level = 1;
+#endif
+#ifdef GANTK_CPU_AVX512
+  if (level == 1 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl"))
+    level = 2;
+#endif
+  return level;
 }
-#define GANTK_ISA_CALL(fn, ...) (has_avx2() ? isa_avx2::fn(__VA_ARGS__) : isa_base::fn(__VA_ARGS__))
+
+std::atomic<int>& isa_level() {
+  static std::atomic<int> level{supported_isa()};
+  return level;
+}
+
+#if defined(GANTK_CPU_AVX512)
+#define GANTK_ISA_CALL(fn, ...)                                          \
+  (isa_level().load(std::memory_order_relaxed) == 2   ? isa_avx512::fn(__VA_ARGS__) \
+   : isa_level().load(std::memory_order_relaxed) == 1 ? isa_avx2::fn(__VA_ARGS__)   \
+                                                      : isa_base::fn(__VA_ARGS__))
+#elif defined(GANTK_CPU_AVX2)
+#define GANTK_ISA_CALL(fn, ...) \
+  (isa_level().load(std::memory_order_relaxed) == 1 ? isa_avx2::fn(__VA_ARGS__) : isa_base::fn(__VA_ARGS__))
 #else
 #define GANTK_ISA_CALL(fn, ...) isa_base::fn(__VA_ARGS__)
 #endif
@@ -151,6 +188,13 @@ void norm_penalty_backward(const at::Tensor& grad_penalty, const at::Tensor& g,
       });
     });
   });
+}
+
+int64_t set_isa(int64_t level) {
+  const int64_t best = supported_isa();
+  const int64_t chosen = level < 0 ? best : std::min(level, best);
+  isa_level().store(static_cast<int>(chosen));
+  return chosen;
 }
 
 int64_t threads_used(int64_t tasks) {

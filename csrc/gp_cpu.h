@@ -22,6 +22,11 @@ void norm_penalty_backward(const at::Tensor& grad_penalty, const at::Tensor& g,
                            bool one_sided, double weight, const at::Tensor& inv_scale,
                            const at::Tensor& dg);
 
+// Caps the instruction set of the loops at `level` (0 baseline, 1 AVX2, 2 AVX-512; -1:
+// the best this CPU has) and returns the level now in use. Every level gives the same
+// bits; this is for the tests that check that, and for benchmarks.
+int64_t set_isa(int64_t level);
+
 // How many distinct threads at::parallel_for hands work to here, over `tasks` tasks of
 // one element each: 1 when this file was built without OpenMP (at::parallel_for then
 // runs serially), up to torch's thread count otherwise. For the build test.

@@ -1,8 +1,9 @@
-// Inner loops of the CPU kernels (gp_cpu.cpp), included twice there: once for the
-// baseline instruction set and once, on x86-64, under `#pragma GCC target("avx2")`, so
-// that one build runs everywhere and uses 32-byte vectors where the CPU has them.
-// Both copies give bit-identical results: no FMA contraction, and every reduction keeps
-// a fixed set of kLanes partial sums whatever the vector width.
+// Inner loops of the CPU kernels (gp_cpu.cpp), included up to three times there: for
+// the baseline instruction set and, on x86-64, under `#pragma GCC target("avx2")` and
+// (GCC) `target("avx512f,avx512bw,avx512vl")`, so that one build runs everywhere and
+// uses 32- or 64-byte vectors where the CPU has them. All copies give bit-identical
+// results: no FMA contraction, and every reduction keeps a fixed set of kLanes partial
+// sums whatever the vector width.
 //
 // No include guard on purpose; the includer defines GANTK_CPU_ISA (the namespace name).
 #include <ATen/core/Tensor.h>

@@ -359,6 +359,7 @@ TORCH_LIBRARY(gantk, m) {
       "bool one_sided, float weight, Tensor? inv_scale) -> Tensor");
   // build check: threads the CPU kernels' parallel loops actually use (see gp_cpu.h)
   m.def("_cpu_threads_used(int tasks) -> int", &gantk::cpu::threads_used);
+  m.def("_cpu_set_isa(int level) -> int", &gantk::cpu::set_isa);
 }
 
 TORCH_LIBRARY_IMPL(gantk, CPU, m) {

@@ -572,3 +572,55 @@ def test_library_uses_the_shared_cpp_runtime(ext):
         pytest.skip("no ldd to read the library's dependencies")
     deps = subprocess.run(["ldd", lib], capture_output=True, text=True).stdout
     assert "libstdc++.so.6 =>" in deps
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="the ISA copies are x86-64 only")
+def test_cpu_loops_use_the_widest_vectors_the_cpu_has(ext):
+    """-1 asks for the best level; it must match what the CPU reports (GCC builds)."""
+    best = torch.ops.gantk._cpu_set_isa(-1)
+    flags = _cpu_flags()
+    if not flags:
+        pytest.skip("no /proc/cpuinfo")
+    want = 1 if "avx2" in flags else 0
+    clang = "clang" in (_ext.compiler().get("version") or "").lower()  # AVX-512 copy is GCC-only
+    if want and {"avx512f", "avx512bw", "avx512vl"} <= flags and not clang:
+        want = 2
+    assert best == want
+    assert torch.ops.gantk._cpu_set_isa(99) == best  # capped at what the CPU has
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_cpu_results_do_not_depend_on_the_instruction_set(ext, dtype):
+    """The baseline, AVX2 and AVX-512 copies of the loops agree bit for bit (no FMA
+    contraction; fixed partial sums), on lengths that are no multiple of any vector width."""
+    best = torch.ops.gantk._cpu_set_isa(-1)
+    gen = torch.Generator().manual_seed(0)
+    shape = (5, 3, 37, 29)
+    real, fake, g = (torch.randn(shape, generator=gen).mul(3).to(dtype) for _ in range(3))
+    g.requires_grad_(True)
+    outs = []
+    try:
+        for level in range(best + 1):
+            assert torch.ops.gantk._cpu_set_isa(level) == level
+            x_hat, _ = P.interpolate(real, fake, generator=torch.Generator().manual_seed(1), impl="ext")
+            pen, norms = P.gradient_norm_penalty(g, impl="ext", one_sided=False)
+            (dg,) = torch.autograd.grad(pen, g)
+            outs.append((x_hat, pen, norms, dg))
+    finally:
+        torch.ops.gantk._cpu_set_isa(-1)
+    if len(outs) < 2:
+        pytest.skip("one instruction-set level on this CPU")
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other):
+            assert torch.equal(a, b)

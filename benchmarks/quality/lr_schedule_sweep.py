@@ -44,7 +44,11 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=None, help="MLP width (default 512)")
     ap.add_argument("--latent", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--depth", type=int, default=None, help="MLP depth (default 3)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                    help="any other config field, e.g. n_critic=10 or lipschitz_options={\"lambda\":1}")
     ap.add_argument("--every", type=int, default=500, help="evaluate every this many generator steps")
+    ap.add_argument("--no-ema", action="store_true", help="score the generator only (faster)")
     ap.add_argument("--tag", default="")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default="/tmp/gantk-lr-sweep")
@@ -55,8 +59,12 @@ def main(argv=None) -> int:
     kw = dict(data=a.data, loss="wasserstein", lipschitz="gp", seed=a.seed, out=a.out, device=a.device,
               log_every=0, checkpoint_every=0, image_every=0,
               **{k: v for k, v in given.items() if v is not None})
-    if a.width:
-        kw["model_options"] = {"width": a.width}
+    for item in a.set:
+        key, _, value = item.partition("=")
+        kw[key] = json.loads(value)
+    mopts = {k: v for k, v in (("width", a.width), ("depth", a.depth)) if v}
+    if mopts:
+        kw["model_options"] = mopts
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cfg = make_config(**kw)
@@ -65,7 +73,7 @@ def main(argv=None) -> int:
     class Track(Callback):
         def on_start(self, tr):
             self.tr, self.t0 = tr, time.time()
-            self.emas = {d: copy.deepcopy(tr.G) for d in (0.99, 0.999)}
+            self.emas = {} if a.no_ema else {d: copy.deepcopy(tr.G) for d in (0.99, 0.999)}
 
         def on_step(self, step):
             with torch.no_grad():
