@@ -197,6 +197,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--min-time", type=float, default=None,
                     help="seconds of repeats per cell (default 1.0, 0.3 with --quick)")
+    ap.add_argument("--cpu-isa", type=int, default=-1, choices=[-1, 0, 1, 2],
+                    help="cap the fused op's CPU loops at this instruction set (0 baseline, 1 AVX2, "
+                         "2 AVX-512; default -1: the best the CPU has), for A/B runs")
     ap.add_argument("--graph", action="store_true",
                     help="CUDA only: time CUDA-graph replays of each variant (device time, no host overhead)")
     args = ap.parse_args(argv)
@@ -209,6 +212,7 @@ def main(argv=None) -> int:
     ok, reason = _ext.available("cpu")
     if not ok:
         print(f"note: the extension is unavailable ({reason}); (d) will be missing", file=sys.stderr)
+    cpu_isa = torch.ops.gantk._cpu_set_isa(args.cpu_isa) if ok else None
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     if args.graph and args.device != "cuda":
         ap.error("--graph needs --device cuda")
@@ -225,6 +229,7 @@ def main(argv=None) -> int:
         result = bench_device(device, shapes, DTYPES, min_time=args.min_time or (0.3 if args.quick else 1.0), skip=skip,
                               graph=args.graph)
         result["quick"] = args.quick
+        result["cpu_isa"] = cpu_isa  # 0 baseline, 1 AVX2, 2 AVX-512 (the fused op's CPU loops)
         result["ext_status"] = {k: v for k, v in _ext.status().items() if k != "error_detail"}
         path = out_dir / f"penalty-{device}{'-graph' if args.graph else ''}.json"
         path.write_text(json.dumps(result, indent=1))

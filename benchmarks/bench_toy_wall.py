@@ -1,6 +1,6 @@
 """What does the toolkit cost on top of the math? Wall time of a full toy run with
 `gantk train` (the README default: 25gaussians, wgan-gp) vs the same run written as a
-plain PyTorch script (same networks, batch, optimizer, steps; no plugins, logging,
+plain PyTorch script (same networks, batch, optimizer, lr schedule, steps; no plugins, logging,
 progress, checkpoints or pictures). Target: ≤ 5% overhead.
 
     python benchmarks/bench_toy_wall.py [--steps 300] [--repeats 2]
@@ -27,18 +27,24 @@ import sys, torch
 from torch import nn
 steps = int(sys.argv[1])
 torch.manual_seed(0)
-def mlp(i, o):
-    return nn.Sequential(nn.Linear(i, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
-                         nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, o))
-G, D = mlp(2, 2), mlp(2, 1)
+def mlp(i, o, hidden):
+    layers, d = [], i
+    for _ in range(hidden):
+        layers += [nn.Linear(d, 512), nn.ReLU()]
+        d = 512
+    return nn.Sequential(*layers, nn.Linear(d, o))
+G, D = mlp(2, 2, 4), mlp(2, 1, 3)  # the toy sets' generator is one layer deeper
 g = torch.Generator().manual_seed(0)
 grid = torch.arange(-2, 3, dtype=torch.float64) * 2
 centres = torch.cartesian_prod(grid, grid)
 idx = torch.randint(0, 25, (100000,), generator=g)
 data = ((torch.randn(100000, 2, generator=g, dtype=torch.float64) * 0.05 + centres[idx]) / 2.828).float()
-oG = torch.optim.Adam(G.parameters(), 1e-3, betas=(0.5, 0.9))
-oD = torch.optim.Adam(D.parameters(), 1e-3, betas=(0.5, 0.9))
+oG = torch.optim.Adam(G.parameters(), 2e-3, betas=(0.5, 0.9))
+oD = torch.optim.Adam(D.parameters(), 2e-3, betas=(0.5, 0.9))
 for it in range(steps):
+    for o in (oG, oD):  # linear decay to 0 over the run
+        for group in o.param_groups:
+            group["lr"] = 2e-3 * (1 - it / steps)
     for _ in range(5):
         real = data[torch.randint(0, len(data), (256,))]
         with torch.no_grad():

@@ -206,6 +206,10 @@ def _apply_data_recommendations(base: dict[str, Any], given: dict[str, Any]) -> 
         if "." in key:
             kind, opt = key.split(".", 1)
             name = base.get(kind)
+            if kind == "model" and not name:  # the model chosen for this data when none is named
+                from .train import default_model_for
+
+                name = default_model_for(reg.get(data).modality)
             kreg = get_registry(kind)
             if not name or name not in kreg or opt not in kreg.get(name).options:
                 continue

@@ -46,7 +46,8 @@ def test_train_writes_run_folder(trained_run):
     cfg = json.loads((trained_run / "config.json").read_text())
     assert cfg["loss"] == "wasserstein" and cfg["lipschitz"] == "gp" and cfg["preset"] == "wgan-gp"
     # no preset named: the toy set's recommended settings (see test_toy_data_recommends...)
-    assert cfg["lr"] == 1e-3 and cfg["betas"] == [0.5, 0.9]
+    assert cfg["lr"] == 2e-3 and cfg["betas"] == [0.5, 0.9]
+    assert cfg["model_options"] == {"width": 32, "depth": 2, "g_depth": 4}
 
 
 def test_sample_safetensors_is_deterministic(trained_run, tmp_path):
@@ -110,7 +111,7 @@ def test_toy_data_recommends_the_toy_code_lambda(tmp_path):
     res = run("train", *SMALL, "--steps", "1", "--lambda", "10", "--out", tmp_path, "--name", "u")
     assert "lambda = 0.1" not in res.output
     assert json.loads((tmp_path / "u" / "config.json").read_text())["lipschitz_options"] == {"lambda": 10.0}
-    assert "lr = 0.001" in res.output or "lr = 1e-3" in res.output
+    assert "lr = 0.002" in res.output
     # naming the preset gives the paper's settings, untouched
     res = run("train", *SMALL, "--steps", "1", "--preset", "wgan-gp", "--out", tmp_path, "--name", "p")
     assert res.exit_code == 0, res.output

@@ -71,12 +71,14 @@ def test_toy_sets_recommend_linear_decay_over_2000_steps_but_presets_keep_the_pa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cfg = make_config(data="25gaussians", loss="wasserstein", lipschitz="gp")
-        assert (cfg.lr_decay, cfg.steps, cfg.lr) == ("linear", 2000, 1e-3)
+        assert (cfg.lr_decay, cfg.steps, cfg.lr) == ("linear", 2000, 2e-3)
+        assert cfg.model_options == {"g_depth": 4}  # applied although no model was named
         assert any("lr_decay = linear" in n for n in cfg.notes)
-        mine = make_config(data="8gaussians", steps=300, lr_decay="none")
-        assert (mine.lr_decay, mine.steps) == ("none", 300)  # what the user gives wins
+        assert any("model option g_depth = 4" in n for n in cfg.notes)
+        mine = make_config(data="8gaussians", steps=300, lr_decay="none", model_options={"g_depth": 2})
+        assert (mine.lr_decay, mine.steps, mine.model_options) == ("none", 300, {"g_depth": 2})  # the user wins
         paper = make_config("wgan-gp", data="25gaussians")
-        assert (paper.lr_decay, paper.steps, paper.lr) == ("none", 1000, 1e-4)
+        assert (paper.lr_decay, paper.steps, paper.lr, paper.model_options) == ("none", 1000, 1e-4, {})
 
 
 def test_bad_schedule_is_a_usage_error(small_cfg):

@@ -42,6 +42,12 @@ def test_table_runs_scores_and_resumes(toy_table, tmp_path, capsys):
     assert toy_table.main(other) == 0
     assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 2
     assert "| 8gaussians | wgan |" not in json.loads((tmp_path / "t.json").read_text())["table"]
+    # rows count only for the settings they ran with: another lr or generator depth is another table
+    for extra in (["--lr", "5e-4"], ["--g-depth", "7"]):
+        assert toy_table.main(args + extra + ["--no-run"]) == 0
+        assert json.loads((tmp_path / "t.json").read_text())["rows"] == []
+    assert toy_table.settings_of(rows[0]["config"]) == toy_table.expected_settings(
+        {"data": "8gaussians", "method": rows[0]["method"], "steps": 2})
 
 
 def test_unknown_method_is_refused(toy_table, tmp_path):

@@ -1,10 +1,12 @@
 """Tests generated from the registry: every registered loss × enforcer trains a few
 steps (a plugin that registers a component gets these tests automatically)."""
 import math
+import warnings
 
 import pytest
 import torch
 
+from gantk.config import make_config
 from gantk.plugins import get_registry
 from gantk.train import Trainer
 
@@ -59,3 +61,23 @@ def test_spectral_norm_is_applied_to_every_weight_layer(small_cfg):
     for m in linears:
         sigma = torch.linalg.matrix_norm(m.weight.detach(), ord=2)
         assert sigma == pytest.approx(1.0, abs=0.1)
+
+
+def _linears(net):
+    return sum(isinstance(m, torch.nn.Linear) for m in net.modules())
+
+
+def test_mlp_generator_depth_is_its_own_option():
+    from gantk.errors import ConfigError
+    from gantk.train import build_components
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = make_config(data="8gaussians", data_options={"n": 64}, model_options={"width": 8, "g_depth": 5})
+        c = build_components(cfg)
+        assert (_linears(c.generator), _linears(c.critic)) == (6, 4)  # 5 and 3 hidden layers
+        same = build_components(make_config(data="8gaussians", data_options={"n": 64},
+                                            model_options={"width": 8, "depth": 2, "g_depth": 0}))
+        assert (_linears(same.generator), _linears(same.critic)) == (3, 3)
+        with pytest.raises(ConfigError, match="g_depth must be >= 0"):
+            build_components(make_config(data="8gaussians", data_options={"n": 64}, model_options={"g_depth": -1}))

@@ -15,7 +15,12 @@ per-seed values), and writes it with the run metadata to ``toy_table.json``.
 
     python benchmarks/quality/toy_table.py [--data 8gaussians,25gaussians,swissroll]
         [--methods gan,wgan,wgan-gp,lp,sngan] [--seeds 0,1,2] [--workers 2] [--steps N]
-        [--lr-decay none|linear] [--no-run] [--also OTHER.jsonl]
+        [--lr-decay none|linear] [--lr LR] [--g-depth K] [--no-run] [--also OTHER.jsonl]
+
+A results row counts for a table only when it ran with the settings that table asks
+for (steps, lr schedule, lr and generator depth: the defaults of the day unless the
+flags say otherwise), so rows from older defaults stay in the file and can still be
+tabulated with the flags that name them.
 """
 from __future__ import annotations
 
@@ -82,18 +87,29 @@ def _run_one(job: dict) -> dict:
 
 
 def _overrides(job: dict) -> dict:
-    return {k: job[k] for k in ("steps", "lr_decay") if job.get(k)}
+    out = {k: job[k] for k in ("steps", "lr_decay", "lr") if job.get(k)}
+    if job.get("g_depth") is not None:
+        out["model_options"] = {"g_depth": job["g_depth"]}
+    return out
 
 
-def expected_settings(job: dict) -> tuple[int, str]:
-    """(steps, lr_decay) that ``gantk train`` would use for this job (the toy sets
-    recommend their own), so a results row can be matched to the current defaults."""
+def settings_of(config: dict) -> tuple:
+    """The settings that tell rows of different defaults apart: (steps, lr_decay, lr,
+    generator depth; 0 = the critic's). Rows from before a field existed get its old
+    value (constant lr, one depth)."""
+    return (config["steps"], config.get("lr_decay", "none"), float(config["lr"]),
+            int(config.get("model_options", {}).get("g_depth", 0)))
+
+
+def expected_settings(job: dict) -> tuple:
+    """:func:`settings_of` the config ``gantk train`` would use for this job (the toy
+    sets recommend their own), so a results row can be matched to the current defaults."""
     from gantk.config import make_config
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cfg = make_config(**METHODS[job["method"]], data=job["data"], **_overrides(job))
-    return cfg.steps, cfg.lr_decay
+    return settings_of(json.loads(cfg.to_json()))
 
 
 def _fmt(vals, fmt):
@@ -129,6 +145,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="generator steps (default: gantk's default)")
     ap.add_argument("--lr-decay", default=None, choices=["none", "linear"],
                     help="learning-rate schedule (default: gantk's default for the data)")
+    ap.add_argument("--lr", type=float, default=None, help="learning rate (default: gantk's default)")
+    ap.add_argument("--g-depth", type=int, default=None,
+                    help="mlp generator depth, 0 = the critic's (default: gantk's default for the data)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--n", type=int, default=N_EVAL, help="samples scored (and real samples for the floor)")
     ap.add_argument("--no-run", action="store_true", help="only tabulate what --results (and --also) hold")
@@ -148,15 +167,12 @@ def main(argv=None) -> int:
     for path in [results, *(Path(p) for p in args.also.split(",") if p)]:
         if path.exists():
             done += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    # rows written before lr_decay existed ran at a constant learning rate
-    key = lambda r: (r["data"], r["method"], r["seed"], r["steps"], r["config"].get("lr_decay", "none"),  # noqa: E731
-                     r.get("n_eval", N_EVAL))
-    want = {(d, m): expected_settings({"data": d, "method": m, "steps": args.steps, "lr_decay": args.lr_decay})
-            for d in datas for m in methods}
+    key = lambda r: (r["data"], r["method"], r["seed"], settings_of(r["config"]), r.get("n_eval", N_EVAL))  # noqa: E731
+    given = {"steps": args.steps, "lr_decay": args.lr_decay, "lr": args.lr, "g_depth": args.g_depth}
+    want = {(d, m): expected_settings({"data": d, "method": m, **given}) for d in datas for m in methods}
     have = {key(r) for r in done}
-    jobs = [{"data": d, "method": m, "seed": s, "steps": args.steps, "lr_decay": args.lr_decay, "runs": args.runs,
-             "n": args.n}
-            for s in seeds for d in datas for m in methods if (d, m, s, *want[d, m], args.n) not in have]
+    jobs = [{"data": d, "method": m, "seed": s, **given, "runs": args.runs, "n": args.n}
+            for s in seeds for d in datas for m in methods if (d, m, s, want[d, m], args.n) not in have]
     print(f"{len(jobs)} runs to do, {len(have)} already in {results}", flush=True)
     if args.no_run:
         jobs = []
@@ -179,7 +195,7 @@ def main(argv=None) -> int:
     rows, seen = [], set()
     for r in done:  # the first result of each run (two runners may have appended the same one)
         if (r["data"] in datas and r["method"] in methods and r["seed"] in seeds
-                and key(r)[3:5] == want[r["data"], r["method"]] and r.get("n_eval", N_EVAL) == args.n
+                and key(r)[3] == want[r["data"], r["method"]] and r.get("n_eval", N_EVAL) == args.n
                 and key(r) not in seen):
             seen.add(key(r))
             rows.append(r)
