@@ -47,6 +47,35 @@ def test_w1_refuses_bad_input():
         metrics.wasserstein1(np.full((3, 2), np.nan), np.zeros((3, 2)))
 
 
+@pytest.mark.parametrize("case", ["alike", "far", "ties"])
+def test_w1_solvers_agree(case):
+    """POT's network simplex and scipy's assignment find the same optimum, on sets that
+    are alike, far apart (the slow case for scipy) and full of exact ties."""
+    pytest.importorskip("ot")
+    rng = np.random.default_rng(3)
+    real = _sample(TwentyFiveGaussians, 300, 0).double().numpy()
+    fake = {"alike": _sample(TwentyFiveGaussians, 300, 1).double().numpy(),
+            "far": rng.normal(size=(300, 2)) * 0.01 + 3.0,
+            "ties": np.repeat(rng.normal(size=(30, 2)), 10, axis=0)}[case]
+    pot = metrics.wasserstein1(fake, real, solver="pot")
+    assert pot == pytest.approx(metrics.wasserstein1(fake, real, solver="scipy"), rel=1e-12, abs=1e-15)
+    assert metrics.wasserstein1(fake, real) == pot  # auto takes POT when it is there
+    assert metrics.wasserstein1(real, real, solver="pot") == 0.0
+
+
+def test_w1_without_pot_uses_scipy(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ot", None)  # import ot now raises ImportError
+    x = np.random.default_rng(1).normal(size=(60, 2))
+    shift = np.array([0.3, -0.4])
+    assert metrics.wasserstein1(x, x + shift) == pytest.approx(0.5, abs=1e-12)
+    with pytest.raises(ValueError, match="needs POT"):
+        metrics.wasserstein1(x, x, solver="pot")
+    with pytest.raises(ValueError, match="solver must be one of"):
+        metrics.wasserstein1(x, x, solver="sinkhorn")
+
+
 def test_floor_is_below_w1_of_a_collapsed_generator():
     n = 400
     floor = metrics.wasserstein1_floor(lambda m, s: _sample(EightGaussians, m, s), n, seed=0)

@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("--latent", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--depth", type=int, default=None, help="MLP depth (default 3)")
+    ap.add_argument("--g-depth", type=int, default=None, help="MLP generator depth (default: the toy default)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                     help="any other config field, e.g. n_critic=10 or lipschitz_options={\"lambda\":1}")
     ap.add_argument("--every", type=int, default=500, help="evaluate every this many generator steps")
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
     for item in a.set:
         key, _, value = item.partition("=")
         kw[key] = json.loads(value)
-    mopts = {k: v for k, v in (("width", a.width), ("depth", a.depth)) if v}
+    mopts = {k: v for k, v in (("width", a.width), ("depth", a.depth), ("g_depth", a.g_depth)) if v is not None}
     if mopts:
         kw["model_options"] = mopts
     with warnings.catch_warnings():
