@@ -1,0 +1,35 @@
+"""benchmarks/quality/w1_breakdown.py on a tiny run: the ideal-modes W1 is computed at
+the generator's own mode weights."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("scipy")
+
+from gantk.train import Trainer
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "quality" / "w1_breakdown.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("w1_breakdown", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_breakdown_reports_weights_and_both_w1(small_cfg, capsys):
+    res = Trainer(small_cfg(steps=60, checkpoint_every=60, lr_decay="none")).train()
+    mod = _load()
+    assert mod.main([str(res.run_dir), "--n", "200", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["data"] == "8gaussians" and r["step"] == 60 and r["n"] == 200
+    assert len(r["weights"]) == 8 and r["w1"] > 0 and r["w1_floor"] > 0
+    if r["w1_weights"] is None:  # nothing near a mode yet
+        assert r["hq_share"] == 0 and r["weights"] == [0.0] * 8
+    else:  # shares times the number of modes sum to that number
+        assert r["w1_weights"] > 0 and sum(r["weights"]) == pytest.approx(8, abs=0.01)
+    assert mod.main([str(res.run_dir), "--n", "200"]) == 0
+    assert "x floor;" in capsys.readouterr().out
