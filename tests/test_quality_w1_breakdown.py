@@ -33,3 +33,12 @@ def test_breakdown_reports_weights_and_both_w1(small_cfg, capsys):
         assert r["w1_weights"] > 0 and sum(r["weights"]) == pytest.approx(8, abs=0.01)
     assert mod.main([str(res.run_dir), "--n", "200"]) == 0
     assert "x floor;" in capsys.readouterr().out
+
+
+def test_perfect_generator_scores_near_the_floor(capsys):
+    mod = _load()
+    assert mod.main(["--perfect", "8gaussians", "--n", "200", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert len(r["perfect_ratios"]) == 8 and all(0.2 < v < 5 for v in r["perfect_ratios"])
+    with pytest.raises(SystemExit):
+        mod.main([])
