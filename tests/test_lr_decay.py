@@ -77,6 +77,8 @@ def test_toy_sets_recommend_linear_decay_over_2000_steps_but_presets_keep_the_pa
         assert any("model option g_depth = 4" in n for n in cfg.notes)
         mine = make_config(data="8gaussians", steps=300, lr_decay="none", model_options={"g_depth": 2})
         assert (mine.lr_decay, mine.steps, mine.model_options) == ("none", 300, {"g_depth": 2})  # the user wins
+        roll = make_config(data="swissroll")  # no modes to sharpen: the session-3 settings
+        assert (roll.lr, roll.model_options, roll.lr_decay, roll.steps) == (1e-3, {"g_depth": 0}, "linear", 2000)
         paper = make_config("wgan-gp", data="25gaussians")
         assert (paper.lr_decay, paper.steps, paper.lr, paper.model_options) == ("none", 1000, 1e-4, {})
 
