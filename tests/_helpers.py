@@ -50,3 +50,13 @@ def registered_models(*models, name="test-models"):
         yield
     finally:
         unregister_plugin(plugin)
+
+
+def load_script(path, name):
+    """Import a benchmark script (not a package module) from its file, as module ``name``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -1,11 +1,12 @@
 """benchmarks/quality/clip_vs_gp.py (WGAN-GP paper, Figure 1) runs at a tiny size,
 writes its figure and JSON, and shows the effects a tiny run reliably shows."""
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import torch
+
+from _helpers import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality" / "clip_vs_gp.py"
 TINY = ["--steps", "5", "--depth", "4", "--width", "32", "--batch", "16", "--eval-batches", "2", "--n", "2000",
@@ -13,10 +14,7 @@ TINY = ["--steps", "5", "--depth", "4", "--width", "32", "--batch", "16", "--eva
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("gantk_bench_clip_vs_gp", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT, "gantk_bench_clip_vs_gp")
 
 
 def _strip_timings(runs):

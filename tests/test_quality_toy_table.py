@@ -1,21 +1,19 @@
 """benchmarks/quality/toy_table.py trains, scores and tabulates, and resumes."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+
+from _helpers import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality" / "toy_table.py"
 
 
 @pytest.fixture(scope="module")
 def toy_table():
-    spec = importlib.util.spec_from_file_location("toy_table", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT, "toy_table")
 
 
 def test_table_runs_scores_and_resumes(toy_table, tmp_path, capsys):

@@ -1,6 +1,5 @@
 """benchmarks/quality/w1_breakdown.py on a tiny run: the ideal-modes W1 is computed at
 the generator's own mode weights."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,14 +9,13 @@ pytest.importorskip("scipy")
 
 from gantk.train import Trainer
 
+from _helpers import load_script
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "quality" / "w1_breakdown.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("w1_breakdown", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT, "w1_breakdown")
 
 
 def test_breakdown_reports_weights_and_both_w1(small_cfg, capsys):

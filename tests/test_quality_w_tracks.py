@@ -1,5 +1,4 @@
 """Smoke test of benchmarks/quality/w_tracks_quality.py at a tiny size (seconds)."""
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -11,15 +10,14 @@ pytest.importorskip("matplotlib")
 
 import torch
 
+from _helpers import load_script
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "quality" / "w_tracks_quality.py"
 TINY = ["--steps", "6", "--every", "2", "--n", "40", "--width", "16", "--depth", "2", "--data-n", "512"]
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("w_tracks_quality", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT, "w_tracks_quality")
 
 
 def test_w_tracks_quality_script_runs(tmp_path, capsys):
