@@ -290,6 +290,8 @@ def eval_(
     n: Annotated[int, typer.Option("-n", "--num", help="Generated samples (and real ones: W1 pairs N with N).")] = 2500,
     seed: Annotated[int, typer.Option(help="Seed of the latents (the real samples follow from it too).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+    draws: Annotated[int, typer.Option(help="Toy sets: average W1 over this many generated sets of N "
+                                              "(each against fresh real samples).")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Score a trained generator: W1, its real-vs-real floor and mode coverage on the toy
@@ -299,9 +301,11 @@ def eval_(
     with _handle_errors():
         if n < MIN_N:
             raise typer.BadParameter(f"must be >= {MIN_N}, got {n}", param_hint="-n")
+        if draws < 1:
+            raise typer.BadParameter(f"must be >= 1, got {draws}", param_hint="--draws")
         _load_plugins()
         with err.status(f"evaluating {run_or_checkpoint} with {n} samples ..."):
-            res = evaluate(run_or_checkpoint, n=n, seed=seed, device=device)
+            res = evaluate(run_or_checkpoint, n=n, seed=seed, device=device, draws=draws)
     if as_json:
         print(json.dumps(res, indent=2))
         return

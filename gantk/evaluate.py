@@ -16,6 +16,7 @@ and appends the numbers to ``eval.jsonl`` in the run folder.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -43,6 +44,14 @@ CLASSIFIER_VERSION = "digits-cnn-1"
 CLASSIFIER_EPOCHS = 40
 HELDOUT_SHARE = 0.3
 PRDC_K = 5
+#: W1 floors: real-vs-real pairs averaged (cached per data set and N; bump the version
+#: when the sampling of the pairs changes), and the generated draws ``gantk eval``
+#: averages W1 over by default
+FLOOR_DRAWS = 16
+FLOOR_SEED = 2_000_000
+FLOOR_VERSION = 1
+DEFAULT_DRAWS = 5
+DRAW_STRIDE = 100_003
 
 
 # ------------------------------------------------------------------ digits classifier
@@ -225,6 +234,8 @@ class Protocol:
     :meth:`score` turns N generated samples into a dict of numbers."""
 
     name = ""
+    #: generated sets :meth:`score` takes (a list when more than one)
+    draws = 1
 
     def score(self, fake: torch.Tensor) -> dict[str, Any]:
         raise NotImplementedError
@@ -235,32 +246,93 @@ def _check_finite(fake: torch.Tensor) -> None:
         raise DataError("the generator produced NaN or infinite samples; nothing to evaluate")
 
 
+def latent_seed(seed: int, draw: int) -> int:
+    """The latent seed of generated draw ``draw`` (draw 0 uses ``seed`` itself)."""
+    return seed + DRAW_STRIDE * draw
+
+
+def toy_w1_floor(dataset, n: int, draws: int = FLOOR_DRAWS, *, cache: str | Path | None = None
+                 ) -> tuple[float, float]:
+    """The real-vs-real W1 floor at N = ``n`` for a toy set: the mean (and the standard
+    deviation) of W1 between two independent real samples over ``draws`` pairs.
+
+    It is what a perfect generator scores on average. One pair is a noisy yardstick: at
+    N = 2500 on 25gaussians, single pairs range over about ±25 % of the mean (the
+    samples' mode counts fluctuate, and mass must then travel between modes), so a
+    ratio to one pair mostly measures the pair. The floor depends only on the data and
+    N, so it is computed once and cached (``cache``, default :func:`cache_dir`)."""
+    opts = json.dumps(getattr(dataset, "opts", {}), sort_keys=True, default=str)
+    key = f"{dataset.name}-n{n}-d{draws}-{hashlib.sha1(opts.encode()).hexdigest()[:8]}"
+    path = Path(cache) if cache is not None else cache_dir()
+    path = path / f"w1-floor-{FLOOR_VERSION}-{key}.json"
+    try:
+        rec = json.loads(path.read_text())
+        return float(rec["mean"]), float(rec["sd"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+
+    def draw(s: int) -> torch.Tensor:
+        return dataset.generate(n, torch.Generator().manual_seed(s))
+
+    vals = [metrics.wasserstein1(draw(FLOOR_SEED + 2 * k), draw(FLOOR_SEED + 2 * k + 1)) for k in range(draws)]
+    mean, sd = float(np.mean(vals)), float(np.std(vals, ddof=1)) if draws > 1 else 0.0
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps({"data": dataset.name, "n": n, "draws": draws, "mean": mean, "sd": sd,
+                                       "values": vals}))
+    except OSError:  # a read-only cache costs time, never the result
+        pass
+    return mean, sd
+
+
 class ToyProtocol(Protocol):
     """W1 (exact) to fresh samples of the toy distribution and the real-vs-real floor;
-    for the Gaussian mixtures also modes covered and the high-quality share."""
+    for the Gaussian mixtures also modes covered and the high-quality share.
+
+    ``draws`` > 1 averages W1 over that many generated sets (latent seeds from
+    :func:`latent_seed`), each against its own fresh real sample, and :meth:`score`
+    then takes a list of that many sets; the floor is always the mean over
+    ``floor_draws`` real-vs-real pairs (:func:`toy_w1_floor`). Modes and the
+    high-quality share come from the first set (the published protocol at N)."""
 
     name = "toy"
 
-    def __init__(self, dataset, n: int, seed: int):
+    def __init__(self, dataset, n: int, seed: int, *, draws: int = 1, floor_draws: int = FLOOR_DRAWS,
+                 cache: str | Path | None = None):
+        if draws < 1 or floor_draws < 1:
+            raise UsageError(f"draws must be >= 1, got {min(draws, floor_draws)}")
         self.data_name = dataset.name
+        self.draws = draws
 
         def draw(m: int, s: int) -> torch.Tensor:
             return dataset.generate(m, torch.Generator().manual_seed(s))
 
-        # real seeds differ from the latent seed's stream; the floor uses seed + 1001
-        self.real = draw(n, 1000 + seed)
-        self.floor = metrics.wasserstein1(self.real, draw(n, 1001 + seed))
+        # real seeds differ from the latent seed's stream
+        self.reals = [draw(n, 1000 + latent_seed(seed, k)) for k in range(draws)]
+        self.real = self.reals[0]
+        self.floor, self.floor_sd = toy_w1_floor(dataset, n, floor_draws, cache=cache)
+        self.floor_draws = floor_draws
         self.modes = metrics.TOY_MODES.get(self.data_name)
         self.hq_real = None
         if self.modes is not None:
             self.hq_real = metrics.mode_stats(self.real, *self.modes)["hq_share"]
 
     def score(self, fake):
-        _check_finite(fake)
-        fake = fake.reshape(len(fake), -1)[: len(self.real)]
-        out: dict[str, Any] = {"w1": metrics.wasserstein1(fake, self.real), "w1_floor": self.floor}
+        fakes = list(fake) if isinstance(fake, (list, tuple)) else [fake]
+        if len(fakes) != self.draws:
+            raise ValueError(f"this protocol scores {self.draws} generated set(s), got {len(fakes)}")
+        for f in fakes:
+            _check_finite(f)
+        fakes = [f.reshape(len(f), -1)[: len(self.real)] for f in fakes]
+        w1s = [metrics.wasserstein1(f, r) for f, r in zip(fakes, self.reals)]
+        out: dict[str, Any] = {"w1": float(np.mean(w1s)), "w1_floor": self.floor,
+                               "w1_over_floor": float(np.mean(w1s)) / self.floor}
+        if self.draws > 1:
+            out.update(w1_sd=float(np.std(w1s, ddof=1)), w1_draws=self.draws)
+        out.update(w1_floor_sd=self.floor_sd, w1_floor_draws=self.floor_draws)
         if self.modes is not None:
-            st = metrics.mode_stats(fake, *self.modes)
+            st = metrics.mode_stats(fakes[0], *self.modes)
             out.update(modes_covered=st["modes_covered"], n_modes=st["n_modes"], hq_share=st["hq_share"],
                        hq_share_real=self.hq_real)
         return out
@@ -348,20 +420,24 @@ def make_protocol(
     real: torch.Tensor | None = None,
     classifier_epochs: int = CLASSIFIER_EPOCHS,
     cache: str | Path | None = None,
+    draws: int = 1,
 ) -> Protocol:
     """The protocol for a run's data (its name, options and sample shape). ``real`` is
     the run's data when already loaded (2-D point files); otherwise it is loaded with
-    ``data_seed``."""
+    ``data_seed``. ``draws``: generated sets the toy protocol averages W1 over (other
+    protocols score one set)."""
     from .plugins import get_registry
 
     if n < MIN_N:
         raise UsageError(f"-n must be at least {MIN_N}, got {n}")
+    if draws < 1:
+        raise UsageError(f"--draws must be at least 1, got {draws}")
     shape = tuple(data_shape)
     reg = get_registry("dataset")
     if data in TOY_SETS and data in reg:
         ds = reg.get(data)(**data_options)
         if hasattr(ds, "generate"):
-            return ToyProtocol(ds, n, seed)
+            return ToyProtocol(ds, n, seed, draws=draws, cache=cache)
     if data == "digits":
         if len(shape) != 3 or shape[0] != 1:
             raise DataError(f"the digits protocol needs (1, S, S) images; this run's samples have shape {shape}")
@@ -406,9 +482,11 @@ def evaluate(
     device: str = "cpu",
     classifier_epochs: int = CLASSIFIER_EPOCHS,
     cache: str | Path | None = None,
+    draws: int = DEFAULT_DRAWS,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint (or a run's newest checkpoint) with ``n`` generated samples
-    from latents drawn with ``seed``. Returns a JSON-ready dict: ``protocol``, ``data``,
+    from latents drawn with ``seed`` (on the toy sets, W1 is averaged over ``draws``
+    such sets, the first one from ``seed``). Returns a JSON-ready dict: ``protocol``, ``data``,
     ``step``, ``checkpoint``, ``n``, ``seed``, ``seconds`` and the protocol's numbers
     (see the module docstring). Raises :class:`~gantk.errors.GantkError` subclasses for
     missing runs and data without a protocol."""
@@ -422,9 +500,9 @@ def evaluate(
     G, ck, shape, latent = load_generator(run_or_checkpoint, dev)
     cfg = ck.config
     proto = make_protocol(cfg.data, cfg.data_options, shape, n, seed, data_seed=cfg.seed,
-                          classifier_epochs=classifier_epochs, cache=cache)
-    fake = generate(G, latent, n, seed, dev)
-    res = proto.score(fake)
+                          classifier_epochs=classifier_epochs, cache=cache, draws=draws)
+    fakes = [generate(G, latent, n, latent_seed(seed, k), dev) for k in range(proto.draws)]
+    res = proto.score(fakes if proto.draws > 1 else fakes[0])
     return {"protocol": proto.name, "data": cfg.data, "step": ck.step, "checkpoint": str(ck.path),
             "n": n, "seed": seed, **res, "seconds": round(time.perf_counter() - t0, 3)}
 
@@ -543,8 +621,13 @@ def _rounded(rec: dict[str, Any], digits: int = 6) -> dict[str, Any]:
 
 #: One line per number, for the ``gantk eval`` table.
 METRIC_NOTES: dict[str, str] = {
-    "w1": "exact Wasserstein-1, generated vs real (lower is better)",
-    "w1_floor": "W1 of two real samples of the same N (what a perfect generator scores)",
+    "w1": "exact Wasserstein-1, generated vs real (lower is better; mean over draws)",
+    "w1_sd": "standard deviation of W1 over the generated draws",
+    "w1_draws": "generated sets of N W1 is averaged over (each against fresh real samples)",
+    "w1_floor": "W1 of two real samples of the same N (what a perfect generator scores; mean over pairs)",
+    "w1_over_floor": "W1 / floor (1 is a perfect generator on average)",
+    "w1_floor_sd": "standard deviation of the floor over its real-vs-real pairs",
+    "w1_floor_draws": "real-vs-real pairs the floor is averaged over (cached)",
     "modes_covered": "modes with at least one high-quality sample nearest to them",
     "hq_share": "share of samples within 3σ of their nearest mode",
     "hq_share_real": "the same share for real samples (≈ 0.989)",

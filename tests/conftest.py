@@ -4,6 +4,12 @@ import os
 # wants them sets GANTK_LOAD_PLUGINS itself (in a subprocess).
 os.environ["GANTK_LOAD_PLUGINS"] = ""
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Evaluation caches (the digits classifier, W1 floors) go to a folder of this test
+# session, never the user's ~/.cache.
+if "GANTK_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["GANTK_CACHE_DIR"] = tempfile.mkdtemp(prefix="gantk-test-cache-")
 
 import pytest  # noqa: E402
 

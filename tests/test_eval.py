@@ -128,7 +128,9 @@ def test_swissroll_has_w1_and_floor_only():
     get_registry("dataset")  # loads the plugins
     p = ev.make_protocol("swissroll", {}, (2,), 100)
     r = p.score(torch.zeros(100, 2))
-    assert set(r) == {"w1", "w1_floor"} and r["w1"] > r["w1_floor"]
+    assert set(r) == {"w1", "w1_floor", "w1_over_floor", "w1_floor_sd", "w1_floor_draws"}
+    assert r["w1"] > r["w1_floor"] and r["w1_over_floor"] == pytest.approx(r["w1"] / r["w1_floor"])
+    assert r["w1_floor_draws"] == ev.FLOOR_DRAWS and r["w1_floor_sd"] > 0
 
 
 def test_other_2d_data_gets_w1_and_other_data_no_protocol(tmp_path):
@@ -152,6 +154,88 @@ def test_nonfinite_samples_are_refused():
     p = ev.make_protocol("8gaussians", {}, (2,), 20)
     with pytest.raises(DataError, match="NaN"):
         p.score(torch.full((20, 2), float("nan")))
+
+
+def _toy(name="25gaussians"):
+    from gantk.plugins import get_registry
+
+    return get_registry("dataset").get(name)()
+
+
+def test_floor_is_the_mean_over_real_pairs_and_cached(tmp_path, monkeypatch):
+    from gantk import metrics
+
+    ds = _toy()
+    mean, sd = ev.toy_w1_floor(ds, 60, 3, cache=tmp_path)
+
+    def pair(k):
+        return [ds.generate(60, torch.Generator().manual_seed(ev.FLOOR_SEED + 2 * k + j)) for j in (0, 1)]
+
+    vals = [metrics.wasserstein1(*pair(k)) for k in range(3)]
+    assert mean == pytest.approx(np.mean(vals)) and sd == pytest.approx(np.std(vals, ddof=1))
+    assert len(set(vals)) == 3  # three different pairs
+    (f,) = tmp_path.glob("w1-floor-*25gaussians-n60-d3-*.json")
+    assert json.loads(f.read_text())["values"] == pytest.approx(vals)
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed a cached floor")
+
+    monkeypatch.setattr(metrics, "wasserstein1", boom)
+    assert ev.toy_w1_floor(ds, 60, 3, cache=tmp_path) == (mean, sd)
+    f.write_text("{not json")  # a broken cache file is recomputed, not trusted
+    monkeypatch.undo()
+    assert ev.toy_w1_floor(ds, 60, 3, cache=tmp_path) == pytest.approx((mean, sd))
+    assert json.loads(f.read_text())["mean"] == pytest.approx(mean)
+
+
+def test_toy_protocol_averages_w1_over_draws(tmp_path):
+    from gantk import metrics
+
+    ds = _toy("8gaussians")
+    p = ev.ToyProtocol(ds, 80, seed=2, draws=3, floor_draws=2, cache=tmp_path)
+    assert len(p.reals) == 3 and p.real is p.reals[0]
+    assert not torch.equal(p.reals[0], p.reals[1])
+    fakes = [torch.randn(80, 2) * 0.5 for _ in range(3)]
+    r = p.score(fakes)
+    w = [metrics.wasserstein1(f, x) for f, x in zip(fakes, p.reals)]
+    assert r["w1"] == pytest.approx(np.mean(w)) and r["w1_sd"] == pytest.approx(np.std(w, ddof=1))
+    assert r["w1_draws"] == 3 and r["w1_floor_draws"] == 2
+    assert r["hq_share"] == metrics.mode_stats(fakes[0], *metrics.TOY_MODES["8gaussians"])["hq_share"]
+    assert p.score([x.clone() for x in p.reals])["w1"] == pytest.approx(0, abs=1e-6)
+    with pytest.raises(ValueError, match="3 generated"):
+        p.score(fakes[0])
+    with pytest.raises(UsageError, match="draws"):
+        ev.ToyProtocol(ds, 80, seed=0, draws=0, cache=tmp_path)
+
+
+def test_evaluate_draws(toy_run, tmp_path):
+    from gantk import metrics
+    from gantk.sample import load_generator
+
+    one = ev.evaluate(toy_run, n=150, seed=1, draws=1, cache=tmp_path)
+    three = ev.evaluate(toy_run, n=150, seed=1, draws=3, cache=tmp_path)
+    assert "w1_draws" not in one and three["w1_draws"] == 3
+    # draw 0 is the single-draw evaluation: same latents, same real sample, same modes
+    assert (three["modes_covered"], three["hq_share"]) == (one["modes_covered"], one["hq_share"])
+    assert three["w1_floor"] == one["w1_floor"]
+    G, _, _, latent = load_generator(toy_run, torch.device("cpu"))
+    p = ev.ToyProtocol(_toy("8gaussians"), 150, 1, draws=3, cache=tmp_path)
+    w = [metrics.wasserstein1(ev.generate(G, latent, 150, ev.latent_seed(1, k)), p.reals[k]) for k in range(3)]
+    assert w[0] == pytest.approx(one["w1"]) and three["w1"] == pytest.approx(np.mean(w))
+
+
+def test_eval_cli_draws(toy_run):
+    import inspect
+
+    from gantk import cli
+
+    res = run("eval", toy_run, "-n", 100, "--draws", 2, "--json")
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["w1_draws"] == 2 and d["w1_over_floor"] == pytest.approx(d["w1"] / d["w1_floor"], rel=1e-5)
+    bad = run("eval", toy_run, "--draws", 0)
+    assert bad.exit_code == 2 and "--draws" in bad.output
+    assert inspect.signature(cli.eval_).parameters["draws"].default == ev.DEFAULT_DRAWS
 
 
 # ----------------------------------------------------------------- digits
