@@ -3,6 +3,7 @@ the generator's own mode weights."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("scipy")
@@ -37,6 +38,10 @@ def test_perfect_generator_scores_near_the_floor(capsys):
     mod = _load()
     assert mod.main(["--perfect", "8gaussians", "--n", "200", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert len(r["perfect_ratios"]) == 8 and all(0.2 < v < 5 for v in r["perfect_ratios"])
+    assert len(r["ratios"]) == len(r["ratios_1"]) == 8 and r["draws"] == 5
+    assert all(0.2 < v < 5 for v in r["ratios"] + r["ratios_1"])
+    # averaged over draws against a floor averaged over pairs: near 1, and steadier
+    assert 0.8 < np.mean(r["ratios"]) < 1.25
+    assert np.std(r["ratios"]) < np.std(r["ratios_1"])
     with pytest.raises(SystemExit):
         mod.main([])
