@@ -210,8 +210,14 @@ class Dataset(Component):
     #: (KIND one of model, loss, lipschitz; applied only if the chosen component has it)
     #: or {"FIELD": value} for a TrainConfig field (lr, betas, steps...). Applied by
     #: ``make_config`` to what the user did not set, and only when no preset was named
-    #: (e.g. the WGAN-GP toy code's λ = 0.1 for 2-D sets)
+    #: (e.g. a longer run, or a deeper generator for 2-D sets)
     recommended: ClassVar[Mapping[str, Any]] = {}
+    #: settings tuned on this data for one method: {preset: {key: value}} with keys as in
+    #: ``recommended``, applied the same way but only when the run's preset (named or
+    #: inferred from --loss/--lipschitz) is that one, so that, say, a learning rate tuned
+    #: for WGAN-GP never replaces weight clipping's RMSProp 5e-5 (e.g. the WGAN-GP toy
+    #: code's λ = 0.1 for 2-D sets)
+    tuned: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     @classmethod
     def can_open(cls, path: os.PathLike | str) -> bool:

@@ -192,34 +192,40 @@ def make_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
 
 
 def _apply_data_recommendations(base: dict[str, Any], given: dict[str, Any]) -> list[str]:
-    """Apply the settings the data set recommends (``Dataset.recommended``) to the keys
-    the user did not give. Only used when no preset was named: ``--preset wgan-gp``
-    always means the paper's settings. Returns one note per applied setting."""
+    """Apply the settings the data set recommends to the keys the user did not give:
+    ``Dataset.recommended`` for every method, then ``Dataset.tuned[preset]`` for the
+    run's (inferred) preset only, so that settings tuned for one method never replace
+    another method's paper settings. Only used when no preset was named: ``--preset
+    wgan-gp`` always means the paper's settings. Returns one note per applied setting."""
     from .plugins import get_registry
 
     data = base.get("data", TrainConfig.data)
     reg = get_registry("dataset")
     if not isinstance(data, str) or data not in reg:
         return []
+    ds = reg.get(data)
+    preset = base.get("preset")
     notes = []
-    for key, value in reg.get(data).recommended.items():
+    scoped = [(key, value, f"{data}") for key, value in ds.recommended.items()]
+    scoped += [(key, value, f"{data} with {preset}") for key, value in (ds.tuned.get(preset) or {}).items()]
+    for key, value, why in scoped:
         if "." in key:
             kind, opt = key.split(".", 1)
             name = base.get(kind)
             if kind == "model" and not name:  # the model chosen for this data when none is named
                 from .train import default_model_for
 
-                name = default_model_for(reg.get(data).modality)
+                name = default_model_for(ds.modality)
             kreg = get_registry(kind)
             if not name or name not in kreg or opt not in kreg.get(name).options:
                 continue
             if opt in given.get(f"{kind}_options", {}) or opt in base.get(f"{kind}_options", {}):
                 continue
             base[f"{kind}_options"] = {**base.get(f"{kind}_options", {}), opt: value}
-            notes.append(f"{kind} option {opt} = {value} (recommended for {data}; -O {kind}.{opt}=... overrides)")
+            notes.append(f"{kind} option {opt} = {value} (recommended for {why}; -O {kind}.{opt}=... overrides)")
         elif key not in given:
             base[key] = value
             flag = "--" + key.replace("_", "-")
             shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
-            notes.append(f"{key} = {shown} (recommended for {data}; {flag} overrides, --preset uses the paper's)")
+            notes.append(f"{key} = {shown} (recommended for {why}; {flag} overrides, --preset uses the paper's)")
     return notes

@@ -83,6 +83,25 @@ def test_toy_sets_recommend_linear_decay_over_2000_steps_but_presets_keep_the_pa
         assert (paper.lr_decay, paper.steps, paper.lr, paper.model_options) == ("none", 1000, 1e-4, {})
 
 
+def test_toy_optimizer_settings_tuned_for_wgan_gp_stay_with_it():
+    from gantk.config import PRESETS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lp = make_config(data="25gaussians", lipschitz="lp")  # lp runs under the wgan-gp preset
+        assert (lp.lr, lp.betas, lp.lipschitz_options) == (2e-3, (0.5, 0.9), {"lambda": 0.1})
+        for loss, lip, preset in (("wasserstein", "clip", "wgan"), ("minimax", "none", "gan"), ("hinge", "sn", "sngan")):
+            cfg = make_config(data="8gaussians", loss=loss, lipschitz=lip)
+            p = PRESETS[preset]
+            assert cfg.preset == preset
+            # the paper's optimizer, the data set's budget, schedule and generator
+            assert (cfg.optimizer, cfg.lr, cfg.betas, cfg.n_critic) == (p["optimizer"], p["lr"], p["betas"], p["n_critic"])
+            assert (cfg.steps, cfg.lr_decay, cfg.model_options) == (2000, "linear", {"g_depth": 4})
+            assert not any("with wgan-gp" in n for n in cfg.notes)
+        gp = make_config(data="8gaussians")
+        assert any(n.startswith("lr = 0.002 (recommended for 8gaussians with wgan-gp") for n in gp.notes)
+
+
 def test_bad_schedule_is_a_usage_error(small_cfg):
     with pytest.raises(UsageError, match="--lr-decay must be none or linear, got 'cosine'"):
         small_cfg(lr_decay="cosine")
