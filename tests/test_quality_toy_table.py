@@ -48,6 +48,32 @@ def test_table_runs_scores_and_resumes(toy_table, tmp_path, capsys):
         {"data": "8gaussians", "method": rows[0]["method"], "steps": 2})
 
 
+def test_scoring_is_part_of_a_row_and_rescore_reuses_the_run(toy_table, tmp_path, capsys):
+    args = ["--data", "8gaussians", "--methods", "wgan-gp", "--seeds", "0", "--steps", "2", "--workers", "1",
+            "--n", "150", "--draws", "2", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "r.jsonl"),
+            "--json", str(tmp_path / "t.json")]
+    assert toy_table.main(args) == 0
+    (row,) = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert toy_table.eval_of(row) == (2, toy_table.FLOOR_DRAWS) and not row.get("rescored")
+    # scored another way (3 draws): not in the 2-draw table; --rescore scores the run's
+    # checkpoint again instead of training anew
+    three = args[:]
+    three[three.index("--draws") + 1] = "3"
+    assert toy_table.main(three + ["--no-run"]) == 0
+    assert json.loads((tmp_path / "t.json").read_text())["rows"] == []
+    capsys.readouterr()
+    assert toy_table.main(three + ["--rescore"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and rows[1]["rescored"] and toy_table.eval_of(rows[1]) == (3, toy_table.FLOOR_DRAWS)
+    assert rows[1]["seconds"] == row["seconds"] and rows[1]["run"] == row["run"]
+    # draw 0 is the same generated set: same modes and high-quality share
+    assert (rows[1]["hq_share"], rows[1]["modes_covered"]) == (row["hq_share"], row["modes_covered"])
+    assert (rows[1]["w1_floor"], rows[1]["w1_draws"]) == (row["w1_floor"], 3)
+    assert len(json.loads((tmp_path / "t.json").read_text())["rows"]) == 1
+    # rows scored before averaging (no draw counts) are (1, 1)
+    assert toy_table.eval_of({"w1": 1.0}) == (1, 1)
+
+
 def test_unknown_method_is_refused(toy_table, tmp_path):
     with pytest.raises(SystemExit) as exc:
         toy_table.main(["--methods", "nope", "--results", str(tmp_path / "r.jsonl")])

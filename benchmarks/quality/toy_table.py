@@ -35,6 +35,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parents[1]))
+
+from gantk.evaluate import DEFAULT_DRAWS, FLOOR_DRAWS  # noqa: E402
 
 #: method → the CLI flags it stands for (as make_config keywords)
 METHODS = {
@@ -63,8 +66,6 @@ def run_one(job: dict) -> dict:
 
 def _run_one(job: dict) -> dict:
     from gantk.config import make_config
-    from gantk.evaluate import ToyProtocol, generate
-    from gantk.plugins import get_registry
     from gantk.train import Trainer
 
     kw = dict(METHODS[job["method"]], data=job["data"], seed=job["seed"], out=job["runs"],
@@ -79,11 +80,38 @@ def _run_one(job: dict) -> dict:
         res = tr.train()
     seconds = time.perf_counter() - t0
     n = job.get("n", N_EVAL)
-    proto = ToyProtocol(get_registry("dataset").get(job["data"])(), n, 0)
-    score = proto.score(generate(tr.G, tr.c.latent_dim, n, 0))
+    score = _score(tr.G, tr.c.latent_dim, job["data"], n, job.get("draws", DEFAULT_DRAWS))
     return {**{k: job[k] for k in ("data", "method", "seed")}, "steps": cfg.steps, "seconds": round(seconds, 1),
-            "n_eval": n, "config": json.loads(cfg.to_json()), "run": str(res.run_dir),
-            **{k: v for k, v in score.items()}, "w1_ratio": score["w1"] / score["w1_floor"]}
+            "n_eval": n, "config": json.loads(cfg.to_json()), "run": str(res.run_dir), **score}
+
+
+def _score(G, latent_dim: int, data: str, n: int, draws: int) -> dict:
+    """Score a generator as ``gantk eval --draws DRAWS -n N`` does (eval seed 0)."""
+    from gantk.evaluate import ToyProtocol, generate, latent_seed
+    from gantk.plugins import get_registry
+
+    proto = ToyProtocol(get_registry("dataset").get(data)(), n, 0, draws=draws)
+    fakes = [generate(G, latent_dim, n, latent_seed(0, k)) for k in range(draws)]
+    score = proto.score(fakes if draws > 1 else fakes[0])
+    return {**score, "w1_ratio": score["w1"] / score["w1_floor"]}
+
+
+def rescore(row: dict, draws: int) -> dict | None:
+    """``row`` scored again with the current protocol from its run's last checkpoint
+    (None when the run folder is gone); training numbers (seconds, config) are kept."""
+    import torch
+
+    from gantk.sample import load_generator
+
+    if not Path(row["run"]).is_dir():
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        G, ck, _, latent = load_generator(row["run"], torch.device("cpu"))
+    if ck.step != row["steps"]:
+        return None
+    keep = {k: row[k] for k in ("data", "method", "seed", "steps", "seconds", "n_eval", "config", "run")}
+    return {**keep, **_score(G, latent, row["data"], row["n_eval"], draws), "rescored": True}
 
 
 def _overrides(job: dict) -> dict:
@@ -91,6 +119,12 @@ def _overrides(job: dict) -> dict:
     if job.get("g_depth") is not None:
         out["model_options"] = {"g_depth": job["g_depth"]}
     return out
+
+
+def eval_of(row: dict) -> tuple:
+    """How a row was scored: (generated draws W1 is averaged over, real pairs its floor
+    is averaged over). Rows from before averaging were scored with one of each."""
+    return (int(row.get("w1_draws", 1)), int(row.get("w1_floor_draws", 1)))
 
 
 def settings_of(config: dict) -> tuple:
@@ -150,6 +184,14 @@ def main(argv=None) -> int:
                     help="mlp generator depth, 0 = the critic's (default: gantk's default for the data)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--n", type=int, default=N_EVAL, help="samples scored (and real samples for the floor)")
+    ap.add_argument("--draws", type=int, default=None,
+                    help=f"generated sets W1 is averaged over (default {DEFAULT_DRAWS}, as gantk eval)")
+    ap.add_argument("--floor-draws", type=int, default=None,
+                    help=f"real pairs of the floor (default {FLOOR_DRAWS}; 1 tabulates rows scored "
+                         "before averaging, with --draws 1)")
+    ap.add_argument("--rescore", action="store_true",
+                    help="score rows with these settings but another scoring again from their runs' "
+                         "checkpoints (appended as new rows) instead of training them")
     ap.add_argument("--no-run", action="store_true", help="only tabulate what --results (and --also) hold")
     ap.add_argument("--also", default="", help="more results files to read (comma-separated), never written")
     ap.add_argument("--runs", default="/tmp/gantk-toy-table")
@@ -167,15 +209,19 @@ def main(argv=None) -> int:
     for path in [results, *(Path(p) for p in args.also.split(",") if p)]:
         if path.exists():
             done += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    key = lambda r: (r["data"], r["method"], r["seed"], settings_of(r["config"]), r.get("n_eval", N_EVAL))  # noqa: E731
+    draws = args.draws or DEFAULT_DRAWS
+    scoring = (draws, args.floor_draws or FLOOR_DRAWS)
+    key = lambda r: (r["data"], r["method"], r["seed"], settings_of(r["config"]), r.get("n_eval", N_EVAL),  # noqa: E731
+                     eval_of(r))
     given = {"steps": args.steps, "lr_decay": args.lr_decay, "lr": args.lr, "g_depth": args.g_depth}
     want = {(d, m): expected_settings({"data": d, "method": m, **given}) for d in datas for m in methods}
     have = {key(r) for r in done}
-    jobs = [{"data": d, "method": m, "seed": s, **given, "runs": args.runs, "n": args.n}
-            for s in seeds for d in datas for m in methods if (d, m, s, want[d, m], args.n) not in have]
+    jobs = [{"data": d, "method": m, "seed": s, **given, "runs": args.runs, "n": args.n, "draws": draws}
+            for s in seeds for d in datas for m in methods if (d, m, s, want[d, m], args.n, scoring) not in have]
     print(f"{len(jobs)} runs to do, {len(have)} already in {results}", flush=True)
-    if args.no_run:
-        jobs = []
+    if args.rescore and scoring[1] != FLOOR_DRAWS:
+        ap.error(f"--rescore scores with the current floor ({FLOOR_DRAWS} pairs)")
+
     def record(rec):
         with results.open("a") as f:
             f.write(json.dumps(rec) + "\n")
@@ -183,6 +229,17 @@ def main(argv=None) -> int:
         print(f"{rec['data']:12s} {rec['method']:12s} seed {rec['seed']}: W1/floor {rec['w1_ratio']:.2f} "
               f"modes {rec.get('modes_covered', '-')} hq {rec.get('hq_share', float('nan')):.3f} "
               f"({rec['seconds']:.0f} s)", flush=True)
+
+    if args.no_run or args.rescore:
+        todo = {(j["data"], j["method"], j["seed"]) for j in jobs} if args.rescore else set()
+        jobs = []
+        for r in reversed(list(done)):  # newest first: the run folder most likely still there
+            k = (r["data"], r["method"], r["seed"])
+            if k in todo and settings_of(r["config"]) == want[k[:2]] and r.get("n_eval", N_EVAL) == args.n:
+                new = rescore(r, draws)
+                if new is not None:
+                    todo.discard(k)
+                    record(new)
 
     if jobs and args.workers <= 1:  # in this process, one after another
         for job in jobs:
@@ -196,7 +253,7 @@ def main(argv=None) -> int:
     for r in done:  # the first result of each run (two runners may have appended the same one)
         if (r["data"] in datas and r["method"] in methods and r["seed"] in seeds
                 and key(r)[3] == want[r["data"], r["method"]] and r.get("n_eval", N_EVAL) == args.n
-                and key(r) not in seen):
+                and eval_of(r) == scoring and key(r) not in seen):
             seen.add(key(r))
             rows.append(r)
     text = table(rows, datas, methods)
