@@ -81,3 +81,22 @@ def test_mlp_generator_depth_is_its_own_option():
         assert (_linears(same.generator), _linears(same.critic)) == (3, 3)
         with pytest.raises(ConfigError, match="g_depth must be >= 0"):
             build_components(make_config(data="8gaussians", data_options={"n": 64}, model_options={"g_depth": -1}))
+
+
+def test_mlp_generator_width_is_its_own_option():
+    from gantk.errors import ConfigError
+    from gantk.train import build_components
+
+    def widths(net):
+        return [m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = build_components(make_config(data="8gaussians", data_options={"n": 64},
+                                         model_options={"width": 8, "depth": 2, "g_depth": 0, "g_width": 16}))
+        assert widths(c.generator) == [16, 16, 2] and widths(c.critic) == [8, 8, 1]
+        same = build_components(make_config(data="8gaussians", data_options={"n": 64},
+                                            model_options={"width": 8, "depth": 2, "g_depth": 0}))
+        assert widths(same.generator) == [8, 8, 2]
+        with pytest.raises(ConfigError, match="g_width must be >= 0"):
+            build_components(make_config(data="8gaussians", data_options={"n": 64}, model_options={"g_width": -1}))

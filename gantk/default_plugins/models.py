@@ -30,14 +30,15 @@ def _mlp(n_in: int, n_out: int, width: int, depth: int) -> list[nn.Module]:
 
 class MLP(GANModel):
     """Fully connected generator and critic: ``depth`` hidden layers of ``width`` units
-    with ReLU (3 × 512 as in the WGAN-GP toy experiments). ``g_depth`` gives the
-    generator its own depth (0: the same as ``depth``); the toy sets recommend 4, which
-    sharpens the modes for a few % more time per step (benchmarks/quality/RESULTS.md).
+    with ReLU (3 × 512 as in the WGAN-GP toy experiments). ``g_depth`` and ``g_width``
+    give the generator its own depth and width (0: the same as ``depth`` / ``width``);
+    the toy sets recommend ``g_depth`` 4, which sharpens the modes for a few % more time
+    per step (benchmarks/quality/RESULTS.md).
     Works for any data shape (samples are flattened)."""
 
     name = "mlp"
     description = "MLP generator and critic, 3 hidden layers of 512, ReLU (WGAN-GP toy nets)"
-    options = {"width": 512, "depth": 3, "g_depth": 0}
+    options = {"width": 512, "depth": 3, "g_depth": 0, "g_width": 0}
     default_latent_dim = 2
 
     def supports(self, data_shape):
@@ -47,12 +48,15 @@ class MLP(GANModel):
             return f"option depth must be >= 0, got {self.opts['depth']}"
         if self.opts["g_depth"] < 0:
             return f"option g_depth must be >= 0 (0: same as depth), got {self.opts['g_depth']}"
+        if self.opts["g_width"] < 0:
+            return f"option g_width must be >= 0 (0: same as width), got {self.opts['g_width']}"
         return super().supports(data_shape)
 
     def build_generator(self, data_shape, latent_dim):
         n = math.prod(data_shape)
         depth = self.opts["g_depth"] or self.opts["depth"]
-        return nn.Sequential(*_mlp(latent_dim, n, self.opts["width"], depth), _Reshape(data_shape))
+        width = self.opts["g_width"] or self.opts["width"]
+        return nn.Sequential(*_mlp(latent_dim, n, width, depth), _Reshape(data_shape))
 
     def build_critic(self, data_shape):
         n = math.prod(data_shape)
