@@ -195,7 +195,9 @@ def _apply_data_recommendations(base: dict[str, Any], given: dict[str, Any]) -> 
     """Apply the settings the data set recommends to the keys the user did not give:
     ``Dataset.recommended`` for every method, then ``Dataset.tuned[preset]`` for the
     run's (inferred) preset only, so that settings tuned for one method never replace
-    another method's paper settings. Only used when no preset was named: ``--preset
+    another method's paper settings. Model options are recommended as a set: none
+    applies when the user gave any model option (``-O model.width=64`` means both
+    networks 64 wide, not a 64-wide critic beside a recommended 512-wide generator). Only used when no preset was named: ``--preset
     wgan-gp`` always means the paper's settings. Returns one note per applied setting."""
     from .plugins import get_registry
 
@@ -221,6 +223,8 @@ def _apply_data_recommendations(base: dict[str, Any], given: dict[str, Any]) -> 
                 continue
             if opt in given.get(f"{kind}_options", {}) or opt in base.get(f"{kind}_options", {}):
                 continue
+            if kind == "model" and given.get("model_options"):
+                continue  # the network's shape is one choice: the user made it
             base[f"{kind}_options"] = {**base.get(f"{kind}_options", {}), opt: value}
             notes.append(f"{kind} option {opt} = {value} (recommended for {why}; -O {kind}.{opt}=... overrides)")
         elif key not in given:

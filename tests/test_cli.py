@@ -46,8 +46,9 @@ def test_train_writes_run_folder(trained_run):
     cfg = json.loads((trained_run / "config.json").read_text())
     assert cfg["loss"] == "wasserstein" and cfg["lipschitz"] == "gp" and cfg["preset"] == "wgan-gp"
     # no preset named: the toy set's recommended settings (see test_toy_data_recommends...)
-    assert cfg["lr"] == 2e-3 and cfg["betas"] == [0.5, 0.9]
-    assert cfg["model_options"] == {"width": 32, "depth": 2, "g_depth": 4}
+    assert cfg["lr"] == 2e-3 and cfg["betas"] == [0.5, 0.9] and cfg["penalty_every"] == 4
+    # the networks the user shaped with -O: no model option recommended beside them
+    assert cfg["model_options"] == {"width": 32, "depth": 2}
 
 
 def test_sample_safetensors_is_deterministic(trained_run, tmp_path):

@@ -67,20 +67,27 @@ def test_decayed_run_stopped_and_resumed_equals_straight_run(small_cfg, tmp_path
         assert torch.equal(a[k], b[k]), k
 
 
-def test_toy_sets_recommend_linear_decay_over_2000_steps_but_presets_keep_the_paper():
+def test_toy_sets_recommend_linear_decay_and_their_networks_but_presets_keep_the_paper():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cfg = make_config(data="25gaussians", loss="wasserstein", lipschitz="gp")
-        assert (cfg.lr_decay, cfg.steps, cfg.lr) == ("linear", 2000, 2e-3)
-        assert cfg.model_options == {"g_depth": 4}  # applied although no model was named
+        assert (cfg.lr_decay, cfg.steps, cfg.lr, cfg.penalty_every) == ("linear", 6000, 2e-3, 4)
+        # applied although no model was named: a 3 x 256 critic and a 4 x 512 generator
+        assert cfg.model_options == {"width": 256, "g_width": 512, "g_depth": 4}
         assert any("lr_decay = linear" in n for n in cfg.notes)
         assert any("model option g_depth = 4" in n for n in cfg.notes)
-        mine = make_config(data="8gaussians", steps=300, lr_decay="none", model_options={"g_depth": 2})
-        assert (mine.lr_decay, mine.steps, mine.model_options) == ("none", 300, {"g_depth": 2})  # the user wins
+        assert any("penalty_every = 4 (recommended for 25gaussians with wgan-gp" in n for n in cfg.notes)
+        mine = make_config(data="8gaussians", steps=300, lr_decay="none", penalty_every=1)
+        assert (mine.lr_decay, mine.steps, mine.penalty_every) == ("none", 300, 1)  # the user wins
+        # the networks are one choice: any model option given and none is recommended
+        shaped = make_config(data="8gaussians", model_options={"width": 64})
+        assert shaped.model_options == {"width": 64} and not any("model option" in n for n in shaped.notes)
         roll = make_config(data="swissroll")  # no modes to sharpen: the session-3 settings
-        assert (roll.lr, roll.model_options, roll.lr_decay, roll.steps) == (1e-3, {"g_depth": 0}, "linear", 2000)
+        assert (roll.lr, roll.model_options, roll.lr_decay, roll.steps, roll.penalty_every) == (
+            1e-3, {}, "linear", 2000, 1)
         paper = make_config("wgan-gp", data="25gaussians")
-        assert (paper.lr_decay, paper.steps, paper.lr, paper.model_options) == ("none", 1000, 1e-4, {})
+        assert (paper.lr_decay, paper.steps, paper.lr, paper.model_options, paper.penalty_every) == (
+            "none", 1000, 1e-4, {}, 1)
 
 
 def test_toy_optimizer_settings_tuned_for_wgan_gp_stay_with_it():
@@ -96,7 +103,8 @@ def test_toy_optimizer_settings_tuned_for_wgan_gp_stay_with_it():
             assert cfg.preset == preset
             # the paper's optimizer, the data set's budget, schedule and generator
             assert (cfg.optimizer, cfg.lr, cfg.betas, cfg.n_critic) == (p["optimizer"], p["lr"], p["betas"], p["n_critic"])
-            assert (cfg.steps, cfg.lr_decay, cfg.model_options) == (2000, "linear", {"g_depth": 4})
+            assert (cfg.steps, cfg.lr_decay, cfg.penalty_every) == (6000, "linear", 1)
+            assert cfg.model_options == {"width": 256, "g_width": 512, "g_depth": 4}
             assert not any("with wgan-gp" in n for n in cfg.notes)
         gp = make_config(data="8gaussians")
         assert any(n.startswith("lr = 0.002 (recommended for 8gaussians with wgan-gp") for n in gp.notes)
