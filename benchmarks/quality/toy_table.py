@@ -72,6 +72,7 @@ def _run_one(job: dict) -> dict:
               name=f"{job['data']}-{job['method']}-s{job['seed']}-{int(time.time())}",
               checkpoint_every=0, image_every=0, log_every=100, device="cpu")
     kw.update(_overrides(job))
+    kw.update(METHODS[job["method"]])  # a method's own setting (gp-every-k) wins over the flags
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cfg = make_config(**kw)
@@ -115,7 +116,7 @@ def rescore(row: dict, draws: int) -> dict | None:
 
 
 def _overrides(job: dict) -> dict:
-    out = {k: job[k] for k in ("steps", "lr_decay", "lr") if job.get(k)}
+    out = {k: job[k] for k in ("steps", "lr_decay", "lr", "penalty_every") if job.get(k)}
     if job.get("g_depth") is not None:
         out["model_options"] = {"g_depth": job["g_depth"]}
     return out
@@ -129,10 +130,12 @@ def eval_of(row: dict) -> tuple:
 
 def settings_of(config: dict) -> tuple:
     """The settings that tell rows of different defaults apart: (steps, lr_decay, lr,
-    generator depth; 0 = the critic's). Rows from before a field existed get its old
-    value (constant lr, one depth)."""
-    return (config["steps"], config.get("lr_decay", "none"), float(config["lr"]),
-            int(config.get("model_options", {}).get("g_depth", 0)))
+    generator depth (0 = the critic's), critic width, generator width (0 = the
+    critic's), penalty_every). Rows from before a field existed get its old value
+    (constant lr, the 3 × 512 networks, the penalty on every step)."""
+    mo = config.get("model_options", {})
+    return (config["steps"], config.get("lr_decay", "none"), float(config["lr"]), int(mo.get("g_depth", 0)),
+            int(mo.get("width", 512)), int(mo.get("g_width", 0)), int(config.get("penalty_every", 1)))
 
 
 def expected_settings(job: dict) -> tuple:
@@ -142,7 +145,7 @@ def expected_settings(job: dict) -> tuple:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cfg = make_config(**METHODS[job["method"]], data=job["data"], **_overrides(job))
+        cfg = make_config(**{**_overrides(job), **METHODS[job["method"]]}, data=job["data"])
     return settings_of(json.loads(cfg.to_json()))
 
 
@@ -182,6 +185,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=None, help="learning rate (default: gantk's default)")
     ap.add_argument("--g-depth", type=int, default=None,
                     help="mlp generator depth, 0 = the critic's (default: gantk's default for the data)")
+    ap.add_argument("--penalty-every", type=int, default=None,
+                    help="penalty on every k-th critic step (default: gantk's default for the data and method)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--n", type=int, default=N_EVAL, help="samples scored (and real samples for the floor)")
     ap.add_argument("--draws", type=int, default=None,
@@ -213,7 +218,8 @@ def main(argv=None) -> int:
     scoring = (draws, args.floor_draws or FLOOR_DRAWS)
     key = lambda r: (r["data"], r["method"], r["seed"], settings_of(r["config"]), r.get("n_eval", N_EVAL),  # noqa: E731
                      eval_of(r))
-    given = {"steps": args.steps, "lr_decay": args.lr_decay, "lr": args.lr, "g_depth": args.g_depth}
+    given = {"steps": args.steps, "lr_decay": args.lr_decay, "lr": args.lr, "g_depth": args.g_depth,
+             "penalty_every": args.penalty_every}
     want = {(d, m): expected_settings({"data": d, "method": m, **given}) for d in datas for m in methods}
     have = {key(r) for r in done}
     jobs = [{"data": d, "method": m, "seed": s, **given, "runs": args.runs, "n": args.n, "draws": draws}
