@@ -149,7 +149,7 @@ def train(
     steps: Annotated[Optional[int], typer.Option(help="Generator updates (total, also when resuming). [default: 1000]")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Samples per batch. [default: 256]")] = None,
     n_critic: Annotated[Optional[int], typer.Option("--n-critic", help="Critic updates per generator update. [default: from the preset]")] = None,
-    penalty_every: Annotated[Optional[int], typer.Option("--penalty-every", help="Lazy regularization: the Lipschitz penalty on every k-th critic step only, weighted k times (StyleGAN2). [default: 1, every step]")] = None,
+    penalty_every: Annotated[Optional[int], typer.Option("--penalty-every", help="Lazy regularization: the Lipschitz penalty on every k-th critic step only, weighted k times (StyleGAN2). [default: 1, every step; 4 for WGAN-GP on the toy mixtures]")] = None,
     joint_forward: Annotated[Optional[bool], typer.Option("--joint-forward/--separate-forward", help="Score real and fake in one batched critic forward (critics without BatchNorm). [default: joint]")] = None,
     amp: Annotated[Optional[str], typer.Option(help="Mixed precision: off, or bf16 (autocast forward passes; weights, optimizer state and the penalty's norm arithmetic stay float32). [default: off]")] = None,
     channels_last: Annotated[Optional[bool], typer.Option("--channels-last", help="Channels-last (NHWC) images and conv weights, the fast layout of cuDNN and oneDNN convolutions. [default: off]")] = None,
