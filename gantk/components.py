@@ -216,7 +216,8 @@ class Dataset(Component):
     #: ``recommended``, applied the same way but only when the run's preset (named or
     #: inferred from --loss/--lipschitz) is that one, so that, say, a learning rate tuned
     #: for WGAN-GP never replaces weight clipping's RMSProp 5e-5 (e.g. the WGAN-GP toy
-    #: code's λ = 0.1 for 2-D sets)
+    #: code's λ = 0.1 for 2-D sets); a key "preset+enforcer" narrows it to that preset
+    #: with that Lipschitz enforcer (``--lipschitz``)
     tuned: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     @classmethod

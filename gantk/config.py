@@ -194,7 +194,8 @@ def make_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
 def _apply_data_recommendations(base: dict[str, Any], given: dict[str, Any]) -> list[str]:
     """Apply the settings the data set recommends to the keys the user did not give:
     ``Dataset.recommended`` for every method, then ``Dataset.tuned[preset]`` for the
-    run's (inferred) preset only, so that settings tuned for one method never replace
+    run's (inferred) preset only and ``Dataset.tuned["preset+enforcer"]`` for that
+    preset with that Lipschitz enforcer only, so that settings tuned for one method never replace
     another method's paper settings. Model options are recommended as a set: none
     applies when the user gave any model option (``-O model.width=64`` means both
     networks 64 wide, not a 64-wide critic beside a recommended 512-wide generator). Only used when no preset was named: ``--preset
@@ -210,6 +211,9 @@ def _apply_data_recommendations(base: dict[str, Any], given: dict[str, Any]) -> 
     notes = []
     scoped = [(key, value, f"{data}") for key, value in ds.recommended.items()]
     scoped += [(key, value, f"{data} with {preset}") for key, value in (ds.tuned.get(preset) or {}).items()]
+    enforcer = base.get("lipschitz")
+    scoped += [(key, value, f"{data} with {preset} and {enforcer}")
+               for key, value in (ds.tuned.get(f"{preset}+{enforcer}") or {}).items()]
     for key, value, why in scoped:
         if "." in key:
             kind, opt = key.split(".", 1)

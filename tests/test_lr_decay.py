@@ -106,6 +106,11 @@ def test_toy_optimizer_settings_tuned_for_wgan_gp_stay_with_it():
             assert (cfg.steps, cfg.lr_decay, cfg.penalty_every) == (6000, "linear", 1)
             assert cfg.model_options == {"width": 256, "g_width": 512, "g_depth": 4}
             assert not any("with wgan-gp" in n for n in cfg.notes)
+        # the lazy penalty was measured with gp and lp only: another enforcer under the
+        # wgan-gp preset (a plugin's, here the no-op one) keeps its penalty on every step
+        other = make_config(data="8gaussians", loss="wasserstein", lipschitz="none")
+        assert (other.preset, other.lr, other.penalty_every) == ("wgan-gp", 2e-3, 1)
+        assert make_config(data="8gaussians", lipschitz="lp").penalty_every == 4
         gp = make_config(data="8gaussians")
         assert any(n.startswith("lr = 0.002 (recommended for 8gaussians with wgan-gp") for n in gp.notes)
 
