@@ -195,11 +195,12 @@ def _apply_data_recommendations(base: dict[str, Any], given: dict[str, Any]) -> 
     """Apply the settings the data set recommends to the keys the user did not give:
     ``Dataset.recommended`` for every method, then ``Dataset.tuned[preset]`` for the
     run's (inferred) preset only and ``Dataset.tuned["preset+enforcer"]`` for that
-    preset with that Lipschitz enforcer only, so that settings tuned for one method never replace
-    another method's paper settings. Model options are recommended as a set: none
-    applies when the user gave any model option (``-O model.width=64`` means both
-    networks 64 wide, not a 64-wide critic beside a recommended 512-wide generator). Only used when no preset was named: ``--preset
-    wgan-gp`` always means the paper's settings. Returns one note per applied setting."""
+    preset with that Lipschitz enforcer only, so that settings tuned for one method
+    never replace another method's paper settings. Model options are recommended as a
+    set: none applies when the user gave any model option (``-O model.width=64`` means
+    both networks 64 wide, not a 64-wide critic beside a recommended 512-wide
+    generator). Only used when no preset was named: ``--preset wgan-gp`` always means
+    the paper's settings. Returns one note per applied setting."""
     from .plugins import get_registry
 
     data = base.get("data", TrainConfig.data)

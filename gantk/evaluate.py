@@ -271,10 +271,11 @@ def toy_w1_floor(dataset, n: int, draws: int = FLOOR_DRAWS, *, cache: str | Path
     except (OSError, ValueError, KeyError, TypeError):
         pass
 
-    def draw(s: int) -> torch.Tensor:
-        return dataset.generate(n, torch.Generator().manual_seed(s))
+    def sample(m: int, s: int) -> torch.Tensor:
+        return dataset.generate(m, torch.Generator().manual_seed(s))
 
-    vals = [metrics.wasserstein1(draw(FLOOR_SEED + 2 * k), draw(FLOOR_SEED + 2 * k + 1)) for k in range(draws)]
+    # pair k: seeds FLOOR_SEED + 2k and + 2k + 1
+    vals = [metrics.wasserstein1_floor(sample, n, FLOOR_SEED + 2 * k) for k in range(draws)]
     mean, sd = float(np.mean(vals)), float(np.std(vals, ddof=1)) if draws > 1 else 0.0
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -474,6 +475,14 @@ def generate(generator: nn.Module, latent_dim: int, n: int, seed: int, device=No
     return torch.cat(xs)
 
 
+def score_generator(proto: Protocol, generator: nn.Module, latent_dim: int, n: int, seed: int = 0,
+                    device=None) -> dict[str, Any]:
+    """Score ``generator`` with ``proto``: ``proto.draws`` sets of ``n`` samples, from
+    latent seeds :func:`latent_seed` (``seed``, k) (the first from ``seed`` itself)."""
+    fakes = [generate(generator, latent_dim, n, latent_seed(seed, k), device) for k in range(proto.draws)]
+    return proto.score(fakes if proto.draws > 1 else fakes[0])
+
+
 def evaluate(
     run_or_checkpoint: str | Path,
     n: int = DEFAULT_N,
@@ -501,8 +510,7 @@ def evaluate(
     cfg = ck.config
     proto = make_protocol(cfg.data, cfg.data_options, shape, n, seed, data_seed=cfg.seed,
                           classifier_epochs=classifier_epochs, cache=cache, draws=draws)
-    fakes = [generate(G, latent, n, latent_seed(seed, k), dev) for k in range(proto.draws)]
-    res = proto.score(fakes if proto.draws > 1 else fakes[0])
+    res = score_generator(proto, G, latent, n, seed, dev)
     return {"protocol": proto.name, "data": cfg.data, "step": ck.step, "checkpoint": str(ck.path),
             "n": n, "seed": seed, **res, "seconds": round(time.perf_counter() - t0, 3)}
 

@@ -68,11 +68,9 @@ def _run_one(job: dict) -> dict:
     from gantk.config import make_config
     from gantk.train import Trainer
 
-    kw = dict(METHODS[job["method"]], data=job["data"], seed=job["seed"], out=job["runs"],
+    kw = dict(_flags(job), data=job["data"], seed=job["seed"], out=job["runs"],
               name=f"{job['data']}-{job['method']}-s{job['seed']}-{int(time.time())}",
               checkpoint_every=0, image_every=0, log_every=100, device="cpu")
-    kw.update(_overrides(job))
-    kw.update(METHODS[job["method"]])  # a method's own setting (gp-every-k) wins over the flags
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cfg = make_config(**kw)
@@ -88,13 +86,12 @@ def _run_one(job: dict) -> dict:
 
 def _score(G, latent_dim: int, data: str, n: int, draws: int) -> dict:
     """Score a generator as ``gantk eval --draws DRAWS -n N`` does (eval seed 0)."""
-    from gantk.evaluate import ToyProtocol, generate, latent_seed
+    from gantk.evaluate import ToyProtocol, score_generator
     from gantk.plugins import get_registry
 
     proto = ToyProtocol(get_registry("dataset").get(data)(), n, 0, draws=draws)
-    fakes = [generate(G, latent_dim, n, latent_seed(0, k)) for k in range(draws)]
-    score = proto.score(fakes if draws > 1 else fakes[0])
-    return {**score, "w1_ratio": score["w1"] / score["w1_floor"]}
+    score = score_generator(proto, G, latent_dim, n, 0)
+    return {**score, "w1_ratio": score["w1_over_floor"]}  # the name older rows use
 
 
 def rescore(row: dict, draws: int) -> dict | None:
@@ -122,6 +119,12 @@ def _overrides(job: dict) -> dict:
     return out
 
 
+def _flags(job: dict) -> dict:
+    """The make_config keywords of a job: the flags, then the method's own (a method's
+    penalty_every, as in gp-every-k, wins over --penalty-every)."""
+    return {**_overrides(job), **METHODS[job["method"]]}
+
+
 def eval_of(row: dict) -> tuple:
     """How a row was scored: (generated draws W1 is averaged over, real pairs its floor
     is averaged over). Rows from before averaging were scored with one of each."""
@@ -145,7 +148,7 @@ def expected_settings(job: dict) -> tuple:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cfg = make_config(**{**_overrides(job), **METHODS[job["method"]]}, data=job["data"])
+        cfg = make_config(**_flags(job), data=job["data"])
     return settings_of(json.loads(cfg.to_json()))
 
 
@@ -236,9 +239,8 @@ def main(argv=None) -> int:
               f"modes {rec.get('modes_covered', '-')} hq {rec.get('hq_share', float('nan')):.3f} "
               f"({rec['seconds']:.0f} s)", flush=True)
 
-    if args.no_run or args.rescore:
-        todo = {(j["data"], j["method"], j["seed"]) for j in jobs} if args.rescore else set()
-        jobs = []
+    if args.rescore:  # instead of training: score earlier runs of the same settings again
+        todo = {(j["data"], j["method"], j["seed"]) for j in jobs}
         for r in reversed(list(done)):  # newest first: the run folder most likely still there
             k = (r["data"], r["method"], r["seed"])
             if k in todo and settings_of(r["config"]) == want[k[:2]] and r.get("n_eval", N_EVAL) == args.n:
@@ -246,6 +248,8 @@ def main(argv=None) -> int:
                 if new is not None:
                     todo.discard(k)
                     record(new)
+    if args.no_run or args.rescore:
+        jobs = []
 
     if jobs and args.workers <= 1:  # in this process, one after another
         for job in jobs:
