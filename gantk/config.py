@@ -215,7 +215,11 @@ def _apply_data_recommendations(base: dict[str, Any], given: dict[str, Any]) -> 
     enforcer = base.get("lipschitz")
     scoped += [(key, value, f"{data} with {preset} and {enforcer}")
                for key, value in (ds.tuned.get(f"{preset}+{enforcer}") or {}).items()]
-    for key, value, why in scoped:
+    chosen: dict[str, tuple[Any, str]] = {}
+    for key, value, why in scoped:  # the narrower scope wins, with one note per key
+        chosen.pop(key, None)
+        chosen[key] = (value, why)
+    for key, (value, why) in chosen.items():
         if "." in key:
             kind, opt = key.split(".", 1)
             name = base.get(kind)

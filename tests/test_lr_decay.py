@@ -71,7 +71,12 @@ def test_toy_sets_recommend_linear_decay_and_their_networks_but_presets_keep_the
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cfg = make_config(data="25gaussians", loss="wasserstein", lipschitz="gp")
-        assert (cfg.lr_decay, cfg.steps, cfg.lr, cfg.penalty_every) == ("linear", 6000, 2e-3, 4)
+        # gp's lazy penalty buys a batch of 512 for 4500 steps (replacing every method's 6000)
+        assert (cfg.lr_decay, cfg.steps, cfg.batch_size, cfg.lr, cfg.penalty_every) == (
+            "linear", 4500, 512, 2e-3, 4)
+        steps_notes = [n for n in cfg.notes if n.startswith("steps = ")]  # the narrowest scope, once
+        assert steps_notes == ["steps = 4500 (recommended for 25gaussians with wgan-gp and gp; "
+                               "--steps overrides, --preset uses the paper's)"]
         # applied although no model was named: a 3 x 256 critic and a 4 x 512 generator
         assert cfg.model_options == {"width": 256, "g_width": 512, "g_depth": 4}
         assert any("lr_decay = linear" in n for n in cfg.notes)
@@ -103,14 +108,16 @@ def test_toy_optimizer_settings_tuned_for_wgan_gp_stay_with_it():
             assert cfg.preset == preset
             # the paper's optimizer, the data set's budget, schedule and generator
             assert (cfg.optimizer, cfg.lr, cfg.betas, cfg.n_critic) == (p["optimizer"], p["lr"], p["betas"], p["n_critic"])
-            assert (cfg.steps, cfg.lr_decay, cfg.penalty_every) == (6000, "linear", 1)
+            assert (cfg.steps, cfg.batch_size, cfg.lr_decay, cfg.penalty_every) == (6000, 256, "linear", 1)
             assert cfg.model_options == {"width": 256, "g_width": 512, "g_depth": 4}
             assert not any("with wgan-gp" in n for n in cfg.notes)
         # the lazy penalty was measured with gp and lp only: another enforcer under the
         # wgan-gp preset (a plugin's, here the no-op one) keeps its penalty on every step
         other = make_config(data="8gaussians", loss="wasserstein", lipschitz="none")
-        assert (other.preset, other.lr, other.penalty_every) == ("wgan-gp", 2e-3, 1)
-        assert make_config(data="8gaussians", lipschitz="lp").penalty_every == 4
+        assert (other.preset, other.lr, other.penalty_every, other.steps, other.batch_size) == (
+            "wgan-gp", 2e-3, 1, 6000, 256)
+        lp8 = make_config(data="8gaussians", lipschitz="lp")
+        assert (lp8.penalty_every, lp8.steps, lp8.batch_size) == (4, 4500, 512)
         gp = make_config(data="8gaussians")
         assert any(n.startswith("lr = 0.002 (recommended for 8gaussians with wgan-gp") for n in gp.notes)
 
