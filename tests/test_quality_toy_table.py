@@ -29,6 +29,7 @@ def test_table_runs_scores_and_resumes(toy_table, tmp_path, capsys):
     # the settings gantk train uses for these flags: the inferred preset plus the toy recommendations
     assert by["gan"]["loss"] == "minimax" and by["gan"]["preset"] == "gan" and by["gan"]["n_critic"] == 1
     assert by["gp-every-4"]["penalty_every"] == 4 and by["gp-every-4"]["lipschitz_options"]["lambda"] == 0.1
+    assert (by["gp-every-4"]["batch_size"], by["gan"]["batch_size"]) == (512, 256)  # tuned for wgan-gp with gp
     out = json.loads((tmp_path / "t.json").read_text())
     assert "| 8gaussians | gan | 1 |" in out["table"] and len(out["rows"]) == 2
     capsys.readouterr()
@@ -41,7 +42,7 @@ def test_table_runs_scores_and_resumes(toy_table, tmp_path, capsys):
     assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 2
     assert "| 8gaussians | wgan |" not in json.loads((tmp_path / "t.json").read_text())["table"]
     # rows count only for the settings they ran with: another lr or generator depth is another table
-    for extra in (["--lr", "5e-4"], ["--g-depth", "7"]):
+    for extra in (["--lr", "5e-4"], ["--g-depth", "7"], ["--batch-size", "64"]):
         assert toy_table.main(args + extra + ["--no-run"]) == 0
         assert json.loads((tmp_path / "t.json").read_text())["rows"] == []
     assert toy_table.settings_of(rows[0]["config"]) == toy_table.expected_settings(

@@ -113,7 +113,7 @@ def rescore(row: dict, draws: int) -> dict | None:
 
 
 def _overrides(job: dict) -> dict:
-    out = {k: job[k] for k in ("steps", "lr_decay", "lr", "penalty_every") if job.get(k)}
+    out = {k: job[k] for k in ("steps", "lr_decay", "lr", "penalty_every", "batch_size") if job.get(k)}
     if job.get("g_depth") is not None:
         out["model_options"] = {"g_depth": job["g_depth"]}
     return out
@@ -134,11 +134,12 @@ def eval_of(row: dict) -> tuple:
 def settings_of(config: dict) -> tuple:
     """The settings that tell rows of different defaults apart: (steps, lr_decay, lr,
     generator depth (0 = the critic's), critic width, generator width (0 = the
-    critic's), penalty_every). Rows from before a field existed get its old value
-    (constant lr, the 3 × 512 networks, the penalty on every step)."""
+    critic's), penalty_every, batch size). Rows from before a field existed get its old
+    value (constant lr, the 3 × 512 networks, the penalty on every step)."""
     mo = config.get("model_options", {})
     return (config["steps"], config.get("lr_decay", "none"), float(config["lr"]), int(mo.get("g_depth", 0)),
-            int(mo.get("width", 512)), int(mo.get("g_width", 0)), int(config.get("penalty_every", 1)))
+            int(mo.get("width", 512)), int(mo.get("g_width", 0)), int(config.get("penalty_every", 1)),
+            int(config.get("batch_size", 256)))
 
 
 def expected_settings(job: dict) -> tuple:
@@ -190,6 +191,8 @@ def main(argv=None) -> int:
                     help="mlp generator depth, 0 = the critic's (default: gantk's default for the data)")
     ap.add_argument("--penalty-every", type=int, default=None,
                     help="penalty on every k-th critic step (default: gantk's default for the data and method)")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="samples per batch (default: gantk's default for the data and method)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--n", type=int, default=N_EVAL, help="samples scored (and real samples for the floor)")
     ap.add_argument("--draws", type=int, default=None,
@@ -222,7 +225,7 @@ def main(argv=None) -> int:
     key = lambda r: (r["data"], r["method"], r["seed"], settings_of(r["config"]), r.get("n_eval", N_EVAL),  # noqa: E731
                      eval_of(r))
     given = {"steps": args.steps, "lr_decay": args.lr_decay, "lr": args.lr, "g_depth": args.g_depth,
-             "penalty_every": args.penalty_every}
+             "penalty_every": args.penalty_every, "batch_size": args.batch_size}
     want = {(d, m): expected_settings({"data": d, "method": m, **given}) for d in datas for m in methods}
     have = {key(r) for r in done}
     jobs = [{"data": d, "method": m, "seed": s, **given, "runs": args.runs, "n": args.n, "draws": draws}
