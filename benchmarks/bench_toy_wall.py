@@ -34,6 +34,7 @@ def mlp(i, o, hidden, width):
         d = width
     return nn.Sequential(*layers, nn.Linear(d, o))
 G, D = mlp(2, 2, 4, 512), mlp(2, 1, 3, 256)  # the toy mixtures' networks
+B = 512  # and their batch under wgan-gp with gp
 g = torch.Generator().manual_seed(0)
 grid = torch.arange(-2, 3, dtype=torch.float64) * 2
 centres = torch.cartesian_prod(grid, grid)
@@ -46,12 +47,12 @@ for it in range(steps):
         for group in o.param_groups:
             group["lr"] = 2e-3 * (1 - it / steps)
     for c in range(5):
-        real = data[torch.randint(0, len(data), (256,))]
+        real = data[torch.randint(0, len(data), (B,))]
         with torch.no_grad():
-            fake = G(torch.randn(256, 2))
+            fake = G(torch.randn(B, 2))
         loss = D(fake).mean() - D(real).mean()
         if (5 * it + c) % 4 == 0:  # lazy penalty: every 4th critic step, weighted 4
-            a = torch.rand(256, 1)
+            a = torch.rand(B, 1)
             xh = (a * real + (1 - a) * fake).requires_grad_(True)
             gr, = torch.autograd.grad(D(xh).sum(), xh, create_graph=True)
             loss = loss + 4 * 0.1 * ((gr.norm(2, dim=1) - 1) ** 2).mean()
@@ -61,7 +62,7 @@ for it in range(steps):
     for p in D.parameters():
         p.requires_grad_(False)
     oG.zero_grad()
-    (-D(G(torch.randn(256, 2))).mean()).backward()
+    (-D(G(torch.randn(B, 2))).mean()).backward()
     oG.step()
     for p in D.parameters():
         p.requires_grad_(True)
