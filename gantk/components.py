@@ -136,8 +136,9 @@ class LipschitzEnforcer(Component):
        optimizer is created; returns the (possibly wrapped or modified) critic.
     2. ``penalty(critic, real, fake, generator=...)`` on every critic step; returns a
        :class:`PenaltyOutput` whose ``value`` is added to the critic loss, or ``None``
-       for no penalty. It must not call ``backward`` itself: the trainer does one
-       backward of loss + penalty.
+       for no penalty. It must not call ``backward`` itself: the trainer
+       backpropagates loss + penalty (one backward of the sum on CUDA; on the CPU the
+       loss's backward runs first, before ``penalty`` is called, then the penalty's).
     3. ``after_critic_step(critic)`` after each critic optimizer step (e.g. clipping).
 
     ``forbids_batchnorm`` — True when the method is wrong with BatchNorm in the critic

@@ -130,3 +130,33 @@ def test_speed_settings_may_change_on_resume_but_the_forward_may_not(small_cfg):
     assert resume_config(saved, {"amp": "bf16", "channels_last": True}).amp == "bf16"
     with pytest.raises(ConfigError, match="--joint-forward"):
         resume_config(saved, {"joint_forward": False})
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook")
+@pytest.mark.parametrize("lipschitz,penalty_every", [("gp", 1), ("lp", 1), ("gp", 2), ("clip", 1)])
+def test_adversarial_backward_first_matches_one_backward_of_the_sum(small_cfg, lipschitz, penalty_every):
+    # on the CPU the adversarial loss is backpropagated before the penalty's graph exists;
+    # the gradients (and so the steps) must be those of one backward of loss + penalty
+    kw = dict(lipschitz=lipschitz, loss="wasserstein", optimizer="sgd", lr=0.05, penalty_every=penalty_every)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first, summed = Trainer(small_cfg(**kw)), Trainer(small_cfg(**kw))
+    assert first._adversarial_first  # the CPU default
+    summed._adversarial_first = False
+    order = []
+    first.D.register_full_backward_hook(lambda *a: order.append("backward"))
+    real_penalty = first.c.enforcer.penalty
+
+    def spy(*a, **k):
+        order.append("penalty")
+        return real_penalty(*a, **k)
+
+    first.c.enforcer.penalty = spy
+    outs = [(first.critic_step(), summed.critic_step()) for _ in range(3)]
+    for a, b in zip(first.D.parameters(), summed.D.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for oa, ob in outs:
+        torch.testing.assert_close(oa["critic_loss"], ob["critic_loss"], rtol=1e-5, atol=1e-6)
+    # a critic step that computes the penalty runs the loss's backward before it
+    assert order[:2] == ["backward", "penalty"]
+    assert order.count("penalty") == (3 if penalty_every == 1 else 2)
