@@ -60,3 +60,20 @@ def test_a_lever_the_case_cannot_take_is_a_note(tmp_path):
     levers = {"channels-last": {"channels_last": True}}
     (r,) = bench_steps(("toy-mlp",), min_time=0.01, workdir=tmp_path, model_options={"width": 16}, levers=levers)
     assert "--channels-last needs image data" in r["levers"]["channels-last"]["missing"]
+
+
+def test_interleaved_step_ab_times_every_variant(tmp_path, capsys, monkeypatch):
+    import json
+    from pathlib import Path
+
+    from _helpers import load_script
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))  # the script imports benchmarks/common.py
+    script = load_script(bench / "bench_step_ab.py", "bench_step_ab")
+    assert script.main(["--case", "toy-mlp", "--rounds", "1", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "step-ab-toy-mlp-cpu.json").read_text())
+    assert set(res["times_s"]) == {"gantk", "gantk-one-backward", "gantk-separate-forward", "reference"}
+    assert all(len(v) == 2 and min(v) > 0 for v in res["times_s"].values())
+    assert res["speedup_vs_reference"]["reference"] == 1.0
+    assert "| gantk-one-backward |" in capsys.readouterr().out
