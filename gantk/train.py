@@ -211,8 +211,9 @@ class Trainer:
         # larger kernels, the same numbers for a per-sample critic.
         self._joint_forward = cfg.joint_forward and not has_batchnorm(self.D) and not c.model.critic_mixes_batch
         # On the CPU the adversarial loss is backpropagated before the penalty's graph is
-        # built, so the two graphs are never alive together: an interleaved A/B at the
-        # 64 px DCGAN critic measured the critic step 4-8 % faster (benchmarks/RESULTS.md).
+        # built, so the two graphs are never alive together: an interleaved A/B measured
+        # the critic step 4 % faster on the 32 and 64 px DCGAN critics, 1 % on the toy
+        # MLP (benchmarks/bench_step_ab.py, benchmarks/RESULTS.md).
         # On CUDA one backward of the sum stays (fewer host calls; the step is host-bound).
         self._adversarial_first = self.device.type == "cpu"
         self._amp = cfg.amp == "bf16"
