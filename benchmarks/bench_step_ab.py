@@ -15,41 +15,25 @@ Writes benchmarks/results/step-ab-<case>-<device>.json.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import torch
 from common import HERE, run_metadata  # noqa: F401  (common puts gantk on sys.path)
 
-from gantk.benchmarking import STEP_CASES, ReferenceLoop, _case_data, _sync
-from gantk.config import make_config
-from gantk.train import Trainer
+from gantk.benchmarking import STEP_CASES, ReferenceLoop, _sync, step_case_trainer
 
 
 def variants(case_name: str, device: str) -> dict:
-    case = STEP_CASES[case_name]
     tmp = Path(tempfile.mkdtemp(prefix="gantk-ab-"))
-
-    def trainer(**overrides) -> Trainer:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cfg = make_config("wgan-gp", data=_case_data(case, tmp), model=case["model"],
-                              batch_size=case["batch_size"], steps=1, device=device, out=str(tmp / "runs"),
-                              lipschitz_options={"lambda": 10.0}, checkpoint_every=0, image_every=0, log_every=0,
-                              **overrides)
-            return Trainer(cfg)
-
-    tr = trainer()
-    one = trainer()
+    tr = step_case_trainer(case_name, tmp, device)
+    one = step_case_trainer(case_name, tmp, device)
     one._adversarial_first = False  # one backward of the sum, as on CUDA
-    sep = trainer(joint_forward=False)
-    ref = ReferenceLoop(copy.deepcopy(tr.G), copy.deepcopy(tr.D), tr.c.data, tr.c.latent_dim,
-                        tr.cfg.batch_size, tr.cfg.lr, tr.cfg.betas, 10.0)
+    sep = step_case_trainer(case_name, tmp, device, joint_forward=False)
+    ref = ReferenceLoop.like(tr)
     return {"gantk": tr.critic_step, "gantk-one-backward": one.critic_step,
             "gantk-separate-forward": sep.critic_step, "reference": ref.critic_step}
 

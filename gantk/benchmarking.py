@@ -8,6 +8,7 @@ interquartile range. Benchmarks are not tests: nothing here asserts a timing.
 """
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import os
 import platform
@@ -156,6 +157,13 @@ class ReferenceLoop:
         self.opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
         self.dev = data.device
 
+    @classmethod
+    def like(cls, tr, lam: float = 10.0) -> "ReferenceLoop":
+        """The reference loop on copies of a Trainer's networks, with its data, batch and
+        optimizer settings."""
+        return cls(copy.deepcopy(tr.G), copy.deepcopy(tr.D), tr.c.data, tr.c.latent_dim,
+                   tr.cfg.batch_size, tr.cfg.lr, tr.cfg.betas, lam)
+
     def critic_step(self):
         for p in self.D.parameters():
             p.requires_grad_(True)
@@ -197,6 +205,25 @@ def _case_data(case: dict, workdir: Path) -> str:
     return str(path)
 
 
+def step_case_trainer(name: str, workdir: Path, device: str = "cpu", model_options: dict | None = None,
+                      **overrides):
+    """A WGAN-GP Trainer (λ = 10) for one of :data:`STEP_CASES`, with ``overrides`` of its
+    config; nothing written during training (no checkpoints, pictures or logs)."""
+    import warnings
+
+    from .config import make_config
+    from .train import Trainer
+
+    case = STEP_CASES[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = make_config("wgan-gp", data=_case_data(case, workdir), model=case["model"],
+                          batch_size=case["batch_size"], steps=1, device=device, out=str(workdir / "runs"),
+                          lipschitz_options={"lambda": 10.0}, model_options=dict(model_options or {}),
+                          checkpoint_every=0, image_every=0, log_every=0, **overrides)
+        return Trainer(cfg)
+
+
 #: Opt-in speed levers of the training step (config overrides), for ``bench_steps(levers=...)``:
 #: what the joint real+fake forward buys (by turning it off) and lazy regularization.
 LEVERS: dict[str, dict[str, Any]] = {
@@ -224,15 +251,12 @@ def bench_steps(cases=("toy-mlp",), device: str = "cpu", min_time: float = 1.0, 
     another Trainer on the same case, its critic step averaged over ``penalty_every``
     consecutive steps (the lazy penalty runs on one of them), and reported in
     ``row["levers"]`` as seconds per critic step and iterations/s against the reference."""
-    import copy
     import tempfile
     import warnings
 
-    from .config import make_config
     from .errors import UsageError
     from .ops import gradient_norm_penalty, interpolate
     from .plugins import get_registry
-    from .train import Trainer
 
     rows = []
     tmp = Path(workdir or tempfile.mkdtemp(prefix="gantk-bench-"))
@@ -245,17 +269,10 @@ def bench_steps(cases=("toy-mlp",), device: str = "cpu", min_time: float = 1.0, 
             rows.append(row)
             continue
         def trainer(**overrides):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                cfg = make_config("wgan-gp", data=_case_data(case, tmp), model=case["model"],
-                                  batch_size=case["batch_size"], steps=1, device=device, out=str(tmp / "runs"),
-                                  lipschitz_options={"lambda": 10.0}, model_options=dict(model_options or {}),
-                                  checkpoint_every=0, image_every=0, log_every=0, **overrides)
-                return cfg, Trainer(cfg)
+            return step_case_trainer(name, tmp, device, model_options, **overrides)
 
-        cfg, tr = trainer()
-        ref = ReferenceLoop(copy.deepcopy(tr.G), copy.deepcopy(tr.D), tr.c.data, tr.c.latent_dim,
-                            cfg.batch_size, cfg.lr, cfg.betas, 10.0)
+        tr = trainer()
+        ref = ReferenceLoop.like(tr)
         t = {
             "gantk_critic": timeit(tr.critic_step, device=device, min_time=min_time),
             "reference_critic": timeit(ref.critic_step, device=device, min_time=min_time),
@@ -288,11 +305,11 @@ def bench_steps(cases=("toy-mlp",), device: str = "cpu", min_time: float = 1.0, 
             row["levers"] = {}
             for label, overrides in levers.items():
                 try:
-                    lcfg, ltr = trainer(**overrides)
+                    ltr = trainer(**overrides)
                 except UsageError as exc:  # e.g. channels-last on the toy MLP
                     row["levers"][label] = {"overrides": overrides, "missing": str(exc)}
                     continue
-                k = max(1, lcfg.penalty_every)
+                k = max(1, ltr.cfg.penalty_every)
 
                 def k_steps(ltr=ltr, k=k):
                     for _ in range(k):

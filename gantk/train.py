@@ -378,14 +378,15 @@ class Trainer:
                 real_out = self.D(real).float()
                 fake_out = self.D(fake).float()
             loss = self.c.loss.critic_loss(real_out, fake_out)
-            k = self.cfg.penalty_every
-            pen = None
+        k = self.cfg.penalty_every
+        penalty_step = index % k == 0
+        early = self._adversarial_first and penalty_step
         self.opt_d.zero_grad(set_to_none=True)
-        early = self._adversarial_first and index % k == 0
         if early:
             loss.backward()  # frees the adversarial graph before the penalty's is built
+        pen = None
         with self._autocast():
-            if index % k == 0:
+            if penalty_step:
                 # ε in the dtype draw_epsilon uses, so the rank's slice matches its draw
                 g = distributed.rank_stream(self.g_eps, distributed.derive_seed(self.cfg.seed, "eps", index),
                                             self.dist, real.shape[0], _acc_dtype(real.dtype))
