@@ -54,6 +54,7 @@ step (:func:`broadcast_buffers`), as DDP's ``broadcast_buffers`` does.
 from __future__ import annotations
 
 import atexit
+import gc
 import hashlib
 import itertools
 import os
@@ -212,6 +213,9 @@ def shutdown() -> None:
         except Exception:  # a peer already died: leave anyway, torchrun reports it
             pass
         dist.destroy_process_group()
+        # free the group's C++ side (Gloo's worker threads and sockets) now, while the
+        # interpreter is whole, rather than whenever the last reference dies at exit
+        gc.collect()
     _owns_group = False
     _control_group = None
 

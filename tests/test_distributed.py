@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -68,17 +69,20 @@ WORKER = textwrap.dedent('''
     D.average_gradients([a, b, c], ctx)
     json.dump({"a": a.grad.tolist(), "b": b.grad.tolist(), "c": c.grad is None,
                "world": ctx.world_size}, open(f"{out}/reduce-rank{r}.json", "w"))
+    D.shutdown()
+    open(f"{out}/done-rank{r}", "w").close()  # every result written, the group left cleanly
 ''')
 
 
-def _torchrun(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GANTK_LOAD_PLUGINS": "",
+def _torchrun(args: list[str], cwd: Path, timeout: int = 300, check: bool = True) -> subprocess.CompletedProcess:
+    # PYTHONFAULTHANDLER: a worker killed by a signal prints its Python stack
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GANTK_LOAD_PLUGINS": "", "PYTHONFAULTHANDLER": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={NPROC}", *args]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0 or not check, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc
 
 
@@ -89,7 +93,21 @@ def multi(tmp_path_factory):
     configs = {case: _config(case, tmp / "runs", f"{case}-multi").to_json() for case in CASES}
     (tmp / "cases.json").write_text(json.dumps(configs))
     (tmp / "worker.py").write_text(WORKER)
-    _torchrun([str(tmp / "worker.py"), str(tmp), str(tmp / "cases.json")], cwd=tmp)
+    args = [str(tmp / "worker.py"), str(tmp), str(tmp / "cases.json")]
+    proc = _torchrun(args, cwd=tmp, check=False)
+    done = all((tmp / f"done-rank{r}").exists() for r in range(NPROC))
+    if proc.returncode != 0 and "terminate called without an active exception" in proc.stdout + proc.stderr:
+        # Gloo's teardown can abort a process under load (std::terminate from a C++
+        # thread; once in CI, never in 50 launches on a loaded 2-core VM; shutdown() now barriers and
+        # collects first). Say so; when it struck before every rank had finished, run
+        # the (idempotent) worker once more. Any other failure, or a second one, fails.
+        warnings.warn(f"torchrun worker aborted in teardown ({'after' if done else 'before'} finishing):\n"
+                      f"{(proc.stdout + proc.stderr)[-2000:]}", stacklevel=1)
+        if not done:
+            proc = _torchrun(args, cwd=tmp)
+    else:
+        assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert all((tmp / f"done-rank{r}").exists() for r in range(NPROC))
     return tmp
 
 
