@@ -78,13 +78,18 @@ def save_checkpoint(
     opt_d: torch.optim.Optimizer,
     rng: dict[str, torch.Tensor],
     extra: dict[str, Any] | None = None,
+    generator_ema: torch.nn.Module | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (temporary file, fsync, rename)."""
+    """Write a checkpoint atomically (temporary file, fsync, rename). ``generator_ema``,
+    the generator's weight average (``--ema``), is stored as ``generator_ema.*``."""
     from safetensors.torch import save
 
     tensors: dict[str, torch.Tensor] = {}
     for k, v in generator.state_dict().items():
         tensors[f"generator.{k}"] = v
+    if generator_ema is not None:
+        for k, v in generator_ema.state_dict().items():
+            tensors[f"generator_ema.{k}"] = v
     for k, v in critic.state_dict().items():
         tensors[f"critic.{k}"] = v
     tg, mg = _optim_to_flat("opt_g", opt_g.state_dict())

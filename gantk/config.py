@@ -100,6 +100,12 @@ class TrainConfig:
     #: store image batches and conv weights channels-last (NHWC), the layout cuDNN's and
     #: oneDNN's fastest convolutions use
     channels_last: bool = False
+    #: an exponential moving average of the generator's weights, updated after every
+    #: generator step with this decay (0 = off); checkpoints store it beside the weights,
+    #: and sampling, evaluation and the pictures use it (``--raw`` for the weights
+    #: themselves). The first updates use min(decay, (1 + t) / (10 + t)) so the
+    #: average soon forgets the initial weights.
+    ema: float = 0.0
 
     def validate(self) -> None:
         def bad(msg):
@@ -131,6 +137,8 @@ class TrainConfig:
             bad(f"--penalty-every must be >= 1, got {self.penalty_every}")
         if self.amp not in ("off", "bf16"):
             bad(f"--amp must be off or bf16, got {self.amp!r}")
+        if not (0 <= self.ema < 1):
+            bad(f"--ema must lie in [0, 1) (0 = off), got {self.ema}")
         if self.keep < 1:
             bad(f"--keep must be >= 1, got {self.keep}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):

@@ -492,27 +492,30 @@ def evaluate(
     classifier_epochs: int = CLASSIFIER_EPOCHS,
     cache: str | Path | None = None,
     draws: int = DEFAULT_DRAWS,
+    raw: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint (or a run's newest checkpoint) with ``n`` generated samples
     from latents drawn with ``seed`` (on the toy sets, W1 is averaged over ``draws``
     such sets, the first one from ``seed``). Returns a JSON-ready dict: ``protocol``, ``data``,
-    ``step``, ``checkpoint``, ``n``, ``seed``, ``seconds`` and the protocol's numbers
+    ``step``, ``checkpoint``, ``weights`` (``"ema"``: the run's weight average, the
+    default when it kept one; ``"raw"``: the generator's own weights, or ``raw=True``),
+    ``n``, ``seed``, ``seconds`` and the protocol's numbers
     (see the module docstring). Raises :class:`~gantk.errors.GantkError` subclasses for
     missing runs and data without a protocol."""
-    from .sample import load_generator
+    from .sample import load_generator, weights_used
     from .train import resolve_device
 
     if n < MIN_N:
         raise UsageError(f"-n must be at least {MIN_N}, got {n}")
     t0 = time.perf_counter()
     dev = resolve_device(device)
-    G, ck, shape, latent = load_generator(run_or_checkpoint, dev)
+    G, ck, shape, latent = load_generator(run_or_checkpoint, dev, raw=raw)
     cfg = ck.config
     proto = make_protocol(cfg.data, cfg.data_options, shape, n, seed, data_seed=cfg.seed,
                           classifier_epochs=classifier_epochs, cache=cache, draws=draws)
     res = score_generator(proto, G, latent, n, seed, dev)
     return {"protocol": proto.name, "data": cfg.data, "step": ck.step, "checkpoint": str(ck.path),
-            "n": n, "seed": seed, **res, "seconds": round(time.perf_counter() - t0, 3)}
+            "weights": weights_used(ck, raw), "n": n, "seed": seed, **res, "seconds": round(time.perf_counter() - t0, 3)}
 
 
 # ------------------------------------------------------------------ during training
@@ -607,7 +610,7 @@ class EvalCallback(Callback):
             return self.records[-1]
         t0 = time.perf_counter()
         tr = self.trainer
-        fake = generate(tr.G, tr.c.latent_dim, self.n, self.seed, tr.device)
+        fake = generate(tr.sample_generator, tr.c.latent_dim, self.n, self.seed, tr.device)
         rec: dict[str, Any] = {"step": step, "protocol": self.protocol.name, "n": self.n}
         if torch.isfinite(fake).all():
             rec.update(self.protocol.score(fake))

@@ -22,15 +22,20 @@ class SampleResult:
     step: int
     checkpoint: Path
     shape: tuple[int, ...]
+    weights: str = "raw"  # "ema": the run's weight average (--ema)
 
 
-def load_generator(checkpoint: str | Path, device: str | torch.device = "cpu"):
+def load_generator(checkpoint: str | Path, device: str | torch.device = "cpu", *, raw: bool = False):
     """Rebuild the generator of a checkpoint (or a run's newest checkpoint) from its
-    stored config. Returns ``(generator, checkpoint, data_shape, latent_dim)``."""
+    stored config: its weight average when the run kept one (``--ema``), unless ``raw``
+    asks for the weights themselves. Returns ``(generator, checkpoint, data_shape,
+    latent_dim)``; :func:`weights_used` says which weights it holds."""
     path = ckpt_mod.resolve_checkpoint(checkpoint)
     ck = ckpt_mod.load_checkpoint(path)
     cfg = ck.config
     state = ck.module_state("generator")
+    if not raw and has_average(ck):
+        state = ck.module_state("generator_ema")
     meta = ck.meta.get("extra", {})
     data_shape = tuple(meta.get("data_shape") or ())
     latent = meta.get("latent_dim")
@@ -47,6 +52,16 @@ def load_generator(checkpoint: str | Path, device: str | torch.device = "cpu"):
     return G.to(device).eval(), ck, data_shape, latent
 
 
+def has_average(ck: ckpt_mod.Checkpoint) -> bool:
+    """Whether the checkpoint holds a weight average of its generator (``--ema``)."""
+    return any(k.startswith("generator_ema.") for k in ck.tensors)
+
+
+def weights_used(ck: ckpt_mod.Checkpoint, raw: bool = False) -> str:
+    """``"ema"`` when :func:`load_generator` gave the weight average, else ``"raw"``."""
+    return "ema" if has_average(ck) and not raw else "raw"
+
+
 @torch.no_grad()
 def sample(
     checkpoint: str | Path,
@@ -57,6 +72,7 @@ def sample(
     device: str = "cpu",
     batch_size: int = 4096,
     each: bool = False,
+    raw: bool = False,
 ) -> SampleResult:
     """Draw ``n`` samples with latents from ``seed`` and write them to ``output``
     (``.safetensors``: samples, latents, metadata; ``.png``: a scatter for 2-D points,
@@ -78,7 +94,7 @@ def sample(
     from .train import resolve_device
 
     dev = resolve_device(device)
-    G, ck, shape, latent = load_generator(checkpoint, dev)
+    G, ck, shape, latent = load_generator(checkpoint, dev, raw=raw)
     if each and modality_of(shape) != "image":
         raise UsageError(f"--each writes one PNG per image, but this run's samples have shape {tuple(shape)} "
                          "(not images); write a .png or .safetensors file instead")
@@ -92,6 +108,7 @@ def sample(
         from safetensors.torch import save
 
         meta = {"checkpoint": str(ck.path), "step": str(ck.step), "seed": str(seed),
+                "weights": weights_used(ck, raw),
                 "config": ck.config.to_json(), "format": "gantk-samples-1"}
         with atomic_path(out) as tmp:
             tmp.write_bytes(save({"samples": x.contiguous(), "latents": z.contiguous()}, metadata=meta))
@@ -106,7 +123,7 @@ def sample(
             plots.save_image_grid(out, x)
         else:
             plots.plot_tensor_samples(out, x, title=title)
-    return SampleResult(out, n, ck.step, ck.path, tuple(shape))
+    return SampleResult(out, n, ck.step, ck.path, tuple(shape), weights_used(ck, raw))
 
 
 def _check_each_folder(out: Path) -> None:

@@ -7,6 +7,7 @@ of the global batch and gradients are averaged across processes after every back
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import signal
@@ -225,6 +226,8 @@ class Trainer:
                                  f"{tuple(c.data.shape[1:])}")
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)  # batches are converted as drawn (_layout)
+        # the generator's weight average (--ema): sampled, evaluated and pictured in its place
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval() if cfg.ema > 0 else None
         self.opt_g = make_optimizer(cfg.optimizer, self.G.parameters(), cfg.lr, cfg.betas)
         self.opt_d = make_optimizer(cfg.optimizer, self.D.parameters(), cfg.lr, cfg.betas)
         self.g_data = torch.Generator().manual_seed(cfg.seed)
@@ -276,6 +279,8 @@ class Trainer:
         try:
             self.G.load_state_dict(ck.module_state("generator"))
             self.D.load_state_dict(ck.module_state("critic"))
+            if self.G_ema is not None:  # (a checkpoint from before the average existed: start it here)
+                self.G_ema.load_state_dict(ck.module_state("generator_ema") or ck.module_state("generator"))
             self.opt_g.load_state_dict(ckpt_mod.optimizer_state(ck, "opt_g"))
             self.opt_d.load_state_dict(ckpt_mod.optimizer_state(ck, "opt_d"))
             t = ck.tensors
@@ -303,7 +308,7 @@ class Trainer:
             return path
         ckpt_mod.save_checkpoint(
             path, config=self.cfg, step=self.step, generator=self.G, critic=self.D,
-            opt_g=self.opt_g, opt_d=self.opt_d, rng=self.rng_state(),
+            opt_g=self.opt_g, opt_d=self.opt_d, rng=self.rng_state(), generator_ema=self.G_ema,
             extra={"data_shape": list(self.c.data_shape), "latent_dim": self.c.latent_dim,
                    "model": self.c.model.name, "modality": self.c.modality},
         )
@@ -436,15 +441,38 @@ class Trainer:
             distributed.broadcast_buffers(self.D, self.dist)
         return loss.detach()
 
+    @torch.no_grad()
+    def update_average(self) -> None:
+        """One step of the generator's exponential moving average (``--ema``), run after
+        every generator step: ``avg ← d·avg + (1 − d)·weights`` with
+        d = min(ema, (1 + t) / (10 + t)) at the t-th update, so early averages do not
+        hold on to the random initial weights. Buffers (BatchNorm's running statistics)
+        are copied, not averaged. Every rank holds the same weights, hence the same
+        average."""
+        if self.G_ema is None:
+            return
+        d = min(self.cfg.ema, (1 + self.step) / (10 + self.step))
+        for avg, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            avg.lerp_(p.detach(), 1.0 - d)
+        for avg, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            avg.copy_(b)
+
+    @property
+    def sample_generator(self) -> nn.Module:
+        """The generator that samples, pictures and evaluations use: the weight average
+        when ``--ema`` is on, else the generator itself."""
+        return self.G_ema if self.G_ema is not None else self.G
+
     # --------------------------------------------------------------- outputs
     @torch.no_grad()
     def write_image(self) -> Path | None:
         if not self.dist.is_main:
             return None
-        was = self.G.training
-        self.G.eval()
-        fake = self.G(self.z_fixed)
-        self.G.train(was)
+        G = self.sample_generator
+        was = G.training
+        G.eval()
+        fake = G(self.z_fixed)
+        G.train(was)
         from . import plots
 
         path = self.run_dir / "images" / f"step-{self.step:07d}.png"
@@ -490,6 +518,7 @@ class Trainer:
                 for _ in range(cfg.n_critic):
                     crit.update(self.critic_step())  # the penalty's figures from its last step
                 g_loss = self.generator_step()
+                self.update_average()
                 self.step += 1
                 count += 1
                 sums["generator_loss"] += g_loss.float()

@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from gantk.config import make_config  # noqa: E402
-from gantk.evaluate import ToyProtocol, generate  # noqa: E402
+from gantk.evaluate import ToyProtocol, generate, latent_seed  # noqa: E402
 from gantk.plugins import get_registry  # noqa: E402
 from gantk.train import Callback, Trainer  # noqa: E402
 
@@ -50,6 +50,11 @@ def main(argv=None) -> int:
                     help="any other config field, e.g. n_critic=10 or lipschitz_options={\"lambda\":1}")
     ap.add_argument("--every", type=int, default=500, help="evaluate every this many generator steps")
     ap.add_argument("--no-ema", action="store_true", help="score the generator only (faster)")
+    ap.add_argument("--ema", default="0.99,0.999", help="decays of the tracked weight averages")
+    ap.add_argument("--lr-floor", type=float, default=0.0,
+                    help="probe: a linear decay that stops at this fraction of lr")
+    ap.add_argument("--draws", type=int, default=1, help="generated sets per score (gantk eval: 5)")
+    ap.add_argument("--save", help="save the final generator and its averages (state dicts) here")
     ap.add_argument("--tag", default="")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default="/tmp/gantk-lr-sweep")
@@ -69,26 +74,34 @@ def main(argv=None) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cfg = make_config(**kw)
-    proto = ToyProtocol(get_registry("dataset").get(a.data)(), 2500, 0)
+    proto = ToyProtocol(get_registry("dataset").get(a.data)(), 2500, 0, draws=a.draws)
 
     class Track(Callback):
         def on_start(self, tr):
             self.tr, self.t0 = tr, time.time()
-            self.emas = {} if a.no_ema else {d: copy.deepcopy(tr.G) for d in (0.99, 0.999)}
+            if a.lr_floor:
+                decay = tr.lr_factor
+                tr.lr_factor = lambda step=None: max(a.lr_floor, decay(step))
+            self.emas = {} if a.no_ema else {float(d): copy.deepcopy(tr.G) for d in a.ema.split(",")}
 
         def on_step(self, step):
             with torch.no_grad():
-                for d, ema in self.emas.items():
+                for d, ema in self.emas.items():  # with the trainer's warm-up (Trainer.update_average)
+                    dt = min(d, step / (9 + step))
                     for pe, p in zip(ema.parameters(), self.tr.G.parameters()):
-                        pe.lerp_(p, 1 - d)
+                        pe.lerp_(p, 1 - dt)
             if step % a.every == 0 or step == cfg.steps:
                 rec = {"tag": a.tag, "data": a.data, "seed": a.seed, "step": step,
                        "t": round(time.time() - self.t0, 1)}
                 for name, g in [("raw", self.tr.G)] + [(f"ema{d}", e) for d, e in self.emas.items()]:
-                    s = proto.score(generate(g, self.tr.c.latent_dim, 2500, 0))
+                    s = proto.score([generate(g, self.tr.c.latent_dim, 2500, latent_seed(0, k))
+                                     for k in range(a.draws)])
                     rec[name] = [round(s["w1"] / s["w1_floor"], 2), s.get("modes_covered"),
                                  round(s.get("hq_share") or 0, 3)]
                 print(json.dumps(rec), flush=True)
+            if a.save and step == cfg.steps:
+                torch.save({name: g.state_dict() for name, g in
+                            [("raw", self.tr.G)] + [(f"ema{d}", e) for d, e in self.emas.items()]}, a.save)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
