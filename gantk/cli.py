@@ -149,7 +149,8 @@ def train(
     steps: Annotated[Optional[int], typer.Option(help="Generator updates (total, also when resuming). [default: 1000]")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Samples per batch. [default: 256]")] = None,
     n_critic: Annotated[Optional[int], typer.Option("--n-critic", help="Critic updates per generator update. [default: from the preset]")] = None,
-    ema: Annotated[Optional[float], typer.Option("--ema", help="Keep an exponential moving average of the generator's weights with this decay per step; samples, pictures and evaluations use it (sample/eval --raw: the weights themselves). [default: 0, off; 0.995 for WGAN-GP on the toy mixtures]")] = None,
+    lr_floor: Annotated[Optional[float], typer.Option("--lr-floor", help="With --lr-decay linear: stop the decay at this fraction of --lr and hold it. [default: 0, down to 0; 0.3 for WGAN-GP on the toy mixtures]")] = None,
+    ema: Annotated[Optional[float], typer.Option("--ema", help="Keep an exponential moving average of the generator's weights with this decay per step; samples, pictures and evaluations use it (sample/eval --raw: the weights themselves). [default: 0, off; 0.99 for WGAN-GP on the toy mixtures]")] = None,
     penalty_every: Annotated[Optional[int], typer.Option("--penalty-every", help="Lazy regularization: the Lipschitz penalty on every k-th critic step only, weighted k times (StyleGAN2). [default: 1, every step; 4 for WGAN-GP on the toy mixtures]")] = None,
     joint_forward: Annotated[Optional[bool], typer.Option("--joint-forward/--separate-forward", help="Score real and fake in one batched critic forward (critics without BatchNorm). [default: joint]")] = None,
     amp: Annotated[Optional[str], typer.Option(help="Mixed precision: off, or bf16 (autocast forward passes; weights, optimizer state and the penalty's norm arithmetic stay float32). [default: off]")] = None,
@@ -213,7 +214,7 @@ def train(
             seed=seed, device=device, out=out_dir, name=name, log_every=log_every,
             checkpoint_every=checkpoint_every, image_every=image_every, keep=keep,
             allow_batchnorm=allow_batchnorm, penalty_every=penalty_every, joint_forward=joint_forward,
-            amp=amp, channels_last=channels_last, ema=ema,
+            amp=amp, channels_last=channels_last, ema=ema, lr_floor=lr_floor,
         )
         for kind in ("data", "model", "loss", "lipschitz"):
             if opts[kind]:

@@ -75,6 +75,9 @@ class TrainConfig:
     #: at step 0 down to 0 at the last step, as the WGAN-GP authors' CIFAR-10 code does;
     #: recommended for the toy sets, where it is what sharpens the modes)
     lr_decay: str = "none"
+    #: the linear decay stops at this fraction of lr and holds it to the end (0: down to
+    #: 0 at the last step)
+    lr_floor: float = 0.0
     betas: tuple[float, float] = (0.0, 0.9)
     latent_dim: int | None = None
     seed: int = 0
@@ -137,6 +140,8 @@ class TrainConfig:
             bad(f"--penalty-every must be >= 1, got {self.penalty_every}")
         if self.amp not in ("off", "bf16"):
             bad(f"--amp must be off or bf16, got {self.amp!r}")
+        if not (0 <= self.lr_floor < 1):
+            bad(f"--lr-floor must lie in [0, 1), got {self.lr_floor}")
         if not (0 <= self.ema < 1):
             bad(f"--ema must lie in [0, 1) (0 = off), got {self.ema}")
         if self.keep < 1:

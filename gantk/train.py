@@ -323,12 +323,13 @@ class Trainer:
     def lr_factor(self, step: int | None = None) -> float:
         """The schedule's multiplier of ``lr`` for the iteration that starts at ``step``
         (default: now): 1 throughout for ``lr_decay = "none"``; 1 − step/steps for
-        ``"linear"``, so the last iteration runs at lr/steps. It depends on the step
-        alone, so a resumed run continues the same schedule (over the new total if
-        ``--steps`` changed on resume)."""
+        ``"linear"``, so the last iteration runs at lr/steps, or, with ``lr_floor`` f,
+        max(f, 1 − step/steps): the same decay, held at f·lr once it gets there. It
+        depends on the step alone, so a resumed run continues the same schedule (over
+        the new total if ``--steps`` changed on resume)."""
         step = self.step if step is None else step
         if self.cfg.lr_decay == "linear":
-            return max(0.0, 1.0 - step / self.cfg.steps)
+            return max(self.cfg.lr_floor, 1.0 - step / self.cfg.steps)
         return 1.0
 
     def _set_lr(self) -> None:

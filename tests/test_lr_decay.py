@@ -40,7 +40,7 @@ def _trainer(cfg, **kw):
 @pytest.mark.parametrize("decay,factors", [("linear", [1, 0.75, 0.5, 0.25]), ("none", [1, 1, 1, 1])])
 def test_schedule_sets_both_optimizers(small_cfg, decay, factors):
     log = LrLog()
-    tr = _trainer(small_cfg(steps=4, lr=0.01, lr_decay=decay), callbacks=[log])
+    tr = _trainer(small_cfg(steps=4, lr=0.01, lr_decay=decay, lr_floor=0), callbacks=[log])
     tr.train()
     assert log.seen == [pytest.approx((0.01 * f, 0.01 * f)) for f in factors]
     assert tr.lr_factor(4) == (0.0 if decay == "linear" else 1.0)
@@ -51,11 +51,22 @@ def test_schedule_sets_both_optimizers(small_cfg, decay, factors):
         assert all("lr" not in r for r in logged)
 
 
+def test_floor_holds_the_decay(small_cfg):
+    log = LrLog()
+    tr = _trainer(small_cfg(steps=5, lr=0.01, lr_decay="linear", lr_floor=0.5), callbacks=[log])
+    tr.train()
+    # 1 - step/5 until it reaches 0.5, then 0.5 to the end
+    assert [g for g, _ in log.seen] == pytest.approx([0.01, 0.008, 0.006, 0.005, 0.005])
+    assert tr.lr_factor(5) == 0.5
+    with pytest.raises(UsageError, match=r"--lr-floor must lie in \[0, 1\), got 1.0"):
+        small_cfg(lr_floor=1.0)
+
+
 def test_decayed_run_stopped_and_resumed_equals_straight_run(small_cfg, tmp_path):
-    straight = _trainer(small_cfg(steps=4, name="a", out=str(tmp_path), lr_decay="linear")).train()
+    straight = _trainer(small_cfg(steps=4, name="a", out=str(tmp_path), lr_decay="linear", lr_floor=0)).train()
     log = LrLog(stop_at=2)
     with pytest.raises(TrainingInterrupted):
-        _trainer(small_cfg(steps=4, name="b", out=str(tmp_path), lr_decay="linear"), callbacks=[log]).train()
+        _trainer(small_cfg(steps=4, name="b", out=str(tmp_path), lr_decay="linear", lr_floor=0), callbacks=[log]).train()
     after = LrLog()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -74,6 +85,9 @@ def test_toy_sets_recommend_linear_decay_and_their_networks_but_presets_keep_the
         # gp's lazy penalty buys a batch of 512 for 4500 steps (replacing every method's 6000)
         assert (cfg.lr_decay, cfg.steps, cfg.batch_size, cfg.lr, cfg.penalty_every) == (
             "linear", 4500, 512, 2e-3, 4)
+        # the decay held at 0.3 lr, and the generator's weight average sampled
+        assert (cfg.lr_floor, cfg.ema) == (0.3, 0.99)
+        assert any(n.startswith("ema = 0.99 (recommended for 25gaussians with wgan-gp and gp") for n in cfg.notes)
         steps_notes = [n for n in cfg.notes if n.startswith("steps = ")]  # the narrowest scope, once
         assert steps_notes == ["steps = 4500 (recommended for 25gaussians with wgan-gp and gp; "
                                "--steps overrides, --preset uses the paper's)"]
@@ -93,6 +107,7 @@ def test_toy_sets_recommend_linear_decay_and_their_networks_but_presets_keep_the
         paper = make_config("wgan-gp", data="25gaussians")
         assert (paper.lr_decay, paper.steps, paper.lr, paper.model_options, paper.penalty_every) == (
             "none", 1000, 1e-4, {}, 1)
+        assert (paper.lr_floor, paper.ema, roll.lr_floor, roll.ema) == (0.0, 0.0, 0.0, 0.0)
 
 
 def test_toy_optimizer_settings_tuned_for_wgan_gp_stay_with_it():
@@ -109,6 +124,7 @@ def test_toy_optimizer_settings_tuned_for_wgan_gp_stay_with_it():
             # the paper's optimizer, the data set's budget, schedule and generator
             assert (cfg.optimizer, cfg.lr, cfg.betas, cfg.n_critic) == (p["optimizer"], p["lr"], p["betas"], p["n_critic"])
             assert (cfg.steps, cfg.batch_size, cfg.lr_decay, cfg.penalty_every) == (6000, 256, "linear", 1)
+            assert (cfg.lr_floor, cfg.ema) == (0.0, 0.0)
             assert cfg.model_options == {"width": 256, "g_width": 512, "g_depth": 4}
             assert not any("with wgan-gp" in n for n in cfg.notes)
         # the lazy penalty was measured with gp and lp only: another enforcer under the

@@ -15,7 +15,7 @@ per-seed values), and writes it with the run metadata to ``toy_table.json``.
 
     python benchmarks/quality/toy_table.py [--data 8gaussians,25gaussians,swissroll]
         [--methods gan,wgan,wgan-gp,lp,sngan] [--seeds 0,1,2] [--workers 2] [--steps N]
-        [--lr-decay none|linear] [--lr LR] [--g-depth K] [--no-run] [--also OTHER.jsonl]
+        [--lr-decay none|linear] [--lr LR] [--g-depth K] [--ema DECAY] [--no-run] [--also OTHER.jsonl]
 
 A results row counts for a table only when it ran with the settings that table asks
 for (steps, lr schedule, lr and generator depth: the defaults of the day unless the
@@ -79,7 +79,13 @@ def _run_one(job: dict) -> dict:
         res = tr.train()
     seconds = time.perf_counter() - t0
     n = job.get("n", N_EVAL)
-    score = _score(tr.G, tr.c.latent_dim, job["data"], n, job.get("draws", DEFAULT_DRAWS))
+    draws = job.get("draws", DEFAULT_DRAWS)
+    # as gantk eval: the weight average when the run kept one (--ema), and then the raw
+    # generator's numbers beside it
+    score = _score(tr.sample_generator, tr.c.latent_dim, job["data"], n, draws)
+    if tr.G_ema is not None:
+        raw = _score(tr.G, tr.c.latent_dim, job["data"], n, draws)
+        score["raw"] = {k: raw[k] for k in ("w1_ratio", "modes_covered", "hq_share") if k in raw}
     return {**{k: job[k] for k in ("data", "method", "seed")}, "steps": cfg.steps, "seconds": round(seconds, 1),
             "n_eval": n, "config": json.loads(cfg.to_json()), "run": str(res.run_dir), **score}
 
@@ -114,6 +120,8 @@ def rescore(row: dict, draws: int) -> dict | None:
 
 def _overrides(job: dict) -> dict:
     out = {k: job[k] for k in ("steps", "lr_decay", "lr", "penalty_every", "batch_size") if job.get(k)}
+    if job.get("ema") is not None:  # 0 (off) is a value here
+        out["ema"] = job["ema"]
     if job.get("g_depth") is not None:
         out["model_options"] = {"g_depth": job["g_depth"]}
     return out
@@ -134,12 +142,13 @@ def eval_of(row: dict) -> tuple:
 def settings_of(config: dict) -> tuple:
     """The settings that tell rows of different defaults apart: (steps, lr_decay, lr,
     generator depth (0 = the critic's), critic width, generator width (0 = the
-    critic's), penalty_every, batch size). Rows from before a field existed get its old
-    value (constant lr, the 3 × 512 networks, the penalty on every step)."""
+    critic's), penalty_every, batch size, weight-average decay). Rows from before a field
+    existed get its old value (constant lr, the 3 × 512 networks, the penalty on every
+    step, no average)."""
     mo = config.get("model_options", {})
     return (config["steps"], config.get("lr_decay", "none"), float(config["lr"]), int(mo.get("g_depth", 0)),
             int(mo.get("width", 512)), int(mo.get("g_width", 0)), int(config.get("penalty_every", 1)),
-            int(config.get("batch_size", 256)))
+            int(config.get("batch_size", 256)), float(config.get("ema", 0.0)))
 
 
 def expected_settings(job: dict) -> tuple:
@@ -193,6 +202,8 @@ def main(argv=None) -> int:
                     help="penalty on every k-th critic step (default: gantk's default for the data and method)")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="samples per batch (default: gantk's default for the data and method)")
+    ap.add_argument("--ema", type=float, default=None,
+                    help="generator weight average decay, 0 = off (default: gantk's default for the data and method)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--n", type=int, default=N_EVAL, help="samples scored (and real samples for the floor)")
     ap.add_argument("--draws", type=int, default=None,
@@ -225,7 +236,7 @@ def main(argv=None) -> int:
     key = lambda r: (r["data"], r["method"], r["seed"], settings_of(r["config"]), r.get("n_eval", N_EVAL),  # noqa: E731
                      eval_of(r))
     given = {"steps": args.steps, "lr_decay": args.lr_decay, "lr": args.lr, "g_depth": args.g_depth,
-             "penalty_every": args.penalty_every, "batch_size": args.batch_size}
+             "penalty_every": args.penalty_every, "batch_size": args.batch_size, "ema": args.ema}
     want = {(d, m): expected_settings({"data": d, "method": m, **given}) for d in datas for m in methods}
     have = {key(r) for r in done}
     jobs = [{"data": d, "method": m, "seed": s, **given, "runs": args.runs, "n": args.n, "draws": draws}
@@ -240,7 +251,9 @@ def main(argv=None) -> int:
         done.append(rec)
         print(f"{rec['data']:12s} {rec['method']:12s} seed {rec['seed']}: W1/floor {rec['w1_ratio']:.2f} "
               f"modes {rec.get('modes_covered', '-')} hq {rec.get('hq_share', float('nan')):.3f} "
-              f"({rec['seconds']:.0f} s)", flush=True)
+              f"({rec['seconds']:.0f} s)" + (f"; raw weights W1/floor {rec['raw']['w1_ratio']:.2f} "
+                                             f"hq {rec['raw'].get('hq_share', float('nan')):.3f}"
+                                             if "raw" in rec else ""), flush=True)
 
     if args.rescore:  # instead of training: score earlier runs of the same settings again
         todo = {(j["data"], j["method"], j["seed"]) for j in jobs}

@@ -18,7 +18,11 @@ from ..hookimpl import hookimpl
 # measured with these two enforcers only (a plugin's penalty keeps every step): the lazy
 # penalty, and with the time it saves a batch of 512 for 4500 steps (about the wall time
 # of 6000 steps at 256 on one thread), which sharpens the modes
-_LAZY_WIDE = {"penalty_every": 4, "batch_size": 512, "steps": 4500}
+# The modes' positions jitter by about one σ from one checkpoint to the next while the
+# lr is high, and the decay to 0 freezes a snapshot of that jitter with modes a third of
+# their real width (session 7, benchmarks/quality/RESULTS.md): the decay stops at 0.3·lr
+# and a weight average (EMA 0.99) of the generator is what gets sampled.
+_LAZY_WIDE = {"penalty_every": 4, "batch_size": 512, "steps": 4500, "lr_floor": 0.3, "ema": 0.99}
 
 
 class _Toy(Dataset):
