@@ -15,7 +15,7 @@ per-seed values), and writes it with the run metadata to ``toy_table.json``.
 
     python benchmarks/quality/toy_table.py [--data 8gaussians,25gaussians,swissroll]
         [--methods gan,wgan,wgan-gp,lp,sngan] [--seeds 0,1,2] [--workers 2] [--steps N]
-        [--lr-decay none|linear] [--lr LR] [--g-depth K] [--ema DECAY] [--no-run] [--also OTHER.jsonl]
+        [--lr-decay none|linear] [--lr LR] [--g-depth K] [--ema DECAY] [--lr-floor F] [--no-run] [--also OTHER.jsonl]
 
 A results row counts for a table only when it ran with the settings that table asks
 for (steps, lr schedule, lr and generator depth: the defaults of the day unless the
@@ -120,8 +120,9 @@ def rescore(row: dict, draws: int) -> dict | None:
 
 def _overrides(job: dict) -> dict:
     out = {k: job[k] for k in ("steps", "lr_decay", "lr", "penalty_every", "batch_size") if job.get(k)}
-    if job.get("ema") is not None:  # 0 (off) is a value here
-        out["ema"] = job["ema"]
+    for k in ("ema", "lr_floor"):  # 0 (off) is a value here
+        if job.get(k) is not None:
+            out[k] = job[k]
     if job.get("g_depth") is not None:
         out["model_options"] = {"g_depth": job["g_depth"]}
     return out
@@ -142,13 +143,13 @@ def eval_of(row: dict) -> tuple:
 def settings_of(config: dict) -> tuple:
     """The settings that tell rows of different defaults apart: (steps, lr_decay, lr,
     generator depth (0 = the critic's), critic width, generator width (0 = the
-    critic's), penalty_every, batch size, weight-average decay). Rows from before a field
-    existed get its old value (constant lr, the 3 × 512 networks, the penalty on every
-    step, no average)."""
+    critic's), penalty_every, batch size, weight-average decay, lr floor). Rows from
+    before a field existed get its old value (constant lr, the 3 × 512 networks, the
+    penalty on every step, no average, a decay down to 0)."""
     mo = config.get("model_options", {})
     return (config["steps"], config.get("lr_decay", "none"), float(config["lr"]), int(mo.get("g_depth", 0)),
             int(mo.get("width", 512)), int(mo.get("g_width", 0)), int(config.get("penalty_every", 1)),
-            int(config.get("batch_size", 256)), float(config.get("ema", 0.0)))
+            int(config.get("batch_size", 256)), float(config.get("ema", 0.0)), float(config.get("lr_floor", 0.0)))
 
 
 def expected_settings(job: dict) -> tuple:
@@ -204,6 +205,8 @@ def main(argv=None) -> int:
                     help="samples per batch (default: gantk's default for the data and method)")
     ap.add_argument("--ema", type=float, default=None,
                     help="generator weight average decay, 0 = off (default: gantk's default for the data and method)")
+    ap.add_argument("--lr-floor", type=float, default=None,
+                    help="the linear decay held at this fraction of lr (default: gantk's default)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--n", type=int, default=N_EVAL, help="samples scored (and real samples for the floor)")
     ap.add_argument("--draws", type=int, default=None,
@@ -236,7 +239,8 @@ def main(argv=None) -> int:
     key = lambda r: (r["data"], r["method"], r["seed"], settings_of(r["config"]), r.get("n_eval", N_EVAL),  # noqa: E731
                      eval_of(r))
     given = {"steps": args.steps, "lr_decay": args.lr_decay, "lr": args.lr, "g_depth": args.g_depth,
-             "penalty_every": args.penalty_every, "batch_size": args.batch_size, "ema": args.ema}
+             "penalty_every": args.penalty_every, "batch_size": args.batch_size, "ema": args.ema,
+             "lr_floor": args.lr_floor}
     want = {(d, m): expected_settings({"data": d, "method": m, **given}) for d in datas for m in methods}
     have = {key(r) for r in done}
     jobs = [{"data": d, "method": m, "seed": s, **given, "runs": args.runs, "n": args.n, "draws": draws}
