@@ -477,7 +477,7 @@ class Trainer:
         from . import plots
 
         path = self.run_dir / "images" / f"step-{self.step:07d}.png"
-        title = f"{self.cfg.loss} + {self.cfg.lipschitz}, step {self.step}"
+        title = f"{self.cfg.loss} + {self.cfg.lipschitz}, step {self.step}" + (", EMA" if self.G_ema is not None else "")
         if self.c.modality == "points":
             idx = torch.randperm(self.c.data.shape[0], generator=torch.Generator().manual_seed(0))[:1024]
             plots.plot_points(path, fake, self.c.data[idx.to(self.c.data.device)], self.D, title=title)
