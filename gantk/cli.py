@@ -156,7 +156,7 @@ def train(
     amp: Annotated[Optional[str], typer.Option(help="Mixed precision: off, or bf16 (autocast forward passes; weights, optimizer state and the penalty's norm arithmetic stay float32). [default: off]")] = None,
     channels_last: Annotated[Optional[bool], typer.Option("--channels-last", help="Channels-last (NHWC) images and conv weights, the fast layout of cuDNN and oneDNN convolutions. [default: off]")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate of both networks. [default: from the preset]")] = None,
-    lr_decay: Annotated[Optional[str], typer.Option("--lr-decay", help="Learning-rate schedule: none, or linear (lr down to 0 at the last step, as in the WGAN-GP authors' CIFAR-10 code). [default: linear for the toy sets, else none]")] = None,
+    lr_decay: Annotated[Optional[str], typer.Option("--lr-decay", help="Learning-rate schedule: none, or linear (lr down to 0 at the last step, as in the WGAN-GP authors' CIFAR-10 code, or to --lr-floor). [default: linear for the toy sets, else none]")] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="adam, rmsprop or sgd. [default: from the preset]")] = None,
     betas: Annotated[Optional[str], typer.Option(help="Adam betas, e.g. 0,0.9. [default: from the preset]")] = None,
     latent_dim: Annotated[Optional[int], typer.Option("--latent-dim", help="Latent size. [default: 2 for 2-D toy data, else the model's]")] = None,
