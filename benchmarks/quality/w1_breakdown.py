@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from gantk import metrics  # noqa: E402
 from gantk.evaluate import DEFAULT_DRAWS, ToyProtocol, generate, latent_seed  # noqa: E402
 from gantk.plugins import get_registry  # noqa: E402
-from gantk.sample import load_generator  # noqa: E402
+from gantk.sample import load_generator, weights_used  # noqa: E402
 
 BIG = 40_000  # samples that measure the weights and the shapes
 
@@ -84,7 +84,7 @@ def breakdown(run: str | Path, n: int = 2500, seed: int = 0, draws: int = DEFAUL
             offsets.append(float(pts.mean(0).norm()) / sigma)
             eig.append(torch.linalg.eigvalsh(torch.cov(pts.T)).div(sigma**2).tolist())
     return {"run": str(run), "data": data, "step": ck.step, "n": n, "draws": draws,
-            "weights_used": "raw" if raw or not any(t.startswith("generator_ema.") for t in ck.tensors) else "ema",
+            "weights_used": weights_used(ck, raw),
             "w1": score["w1"], "w1_floor": score["w1_floor"], "w1_weights": w1_weights, "w1_reshaped": w1_reshaped,
             "hq_share": score["hq_share"], "straggler_share": float((dmin > 3 * sigma).double().mean()),
             "offset": sum(offsets) / max(len(offsets), 1),
