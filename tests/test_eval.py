@@ -188,6 +188,45 @@ def test_floor_is_the_mean_over_real_pairs_and_cached(tmp_path, monkeypatch):
     assert json.loads(f.read_text())["mean"] == pytest.approx(mean)
 
 
+def test_ratio_standard_error():
+    # a ratio known exactly (no spread) has no error; the relative errors add in quadrature
+    assert ev.ratio_se(2.0, 0.0, 4, 1.0, 0.0, 16) == 0
+    assert ev.ratio_se(2.0, 0.4, 4, 1.0, 0.0, 16) == pytest.approx(2.0 * 0.2 / 2)
+    assert ev.ratio_se(2.0, 0.4, 4, 1.0, 0.4, 16) == pytest.approx(2.0 * np.hypot(0.1, 0.1))
+
+
+def test_shipped_floors_are_the_pairs_this_code_computes(tmp_path):
+    table = json.loads(ev.SHIPPED_FLOORS.read_text())
+    assert {r["data"] for r in table["floors"]} >= {"8gaussians", "25gaussians"}
+    for rec in table["floors"]:
+        ds = _toy(rec["data"])
+        assert rec["options"] == ev._options_key(ds) and rec["version"] == ev.FLOOR_VERSION
+        # the first and the last pair, recomputed: same data, same seeds, same W1
+        ks = [0, len(rec["values"]) - 1]
+        assert ev.floor_pairs(ds, rec["n"], ks) == pytest.approx([rec["values"][k] for k in ks], rel=1e-9)
+        mean, sd, pairs = ev.shipped_floor(ds, rec["n"])
+        assert pairs == len(rec["values"]) >= 100
+        assert (mean, sd) == pytest.approx((np.mean(rec["values"]), np.std(rec["values"], ddof=1)))
+        # its first 16 pairs are the floor gantk computes (and caches) elsewhere
+        assert ev.toy_w1_floor(ds, 40, 2, cache=tmp_path) != mean  # another N: computed
+        assert ev.shipped_floor(ds, rec["n"] + 1) is None
+
+
+def test_toy_protocol_uses_the_shipped_floor_only_where_it_applies(tmp_path):
+    rec = next(r for r in json.loads(ev.SHIPPED_FLOORS.read_text())["floors"] if r["data"] == "8gaussians")
+    ds = _toy("8gaussians")
+    p = ev.ToyProtocol(ds, rec["n"], seed=0, cache=tmp_path)
+    assert (p.floor, p.floor_draws) == (pytest.approx(np.mean(rec["values"])), len(rec["values"]))
+    assert not list(tmp_path.iterdir())  # nothing computed, nothing cached
+    named = ev.ToyProtocol(ds, rec["n"], seed=0, floor_draws=2, cache=tmp_path)  # pairs named: computed
+    assert named.floor_draws == 2 and named.floor == pytest.approx(np.mean(rec["values"][:2]))
+
+    class Elsewhere(type(ds)):  # a plugin's class of the same name draws its own samples
+        pass
+
+    assert ev.shipped_floor(Elsewhere(), rec["n"]) is None
+
+
 def test_toy_protocol_averages_w1_over_draws(tmp_path):
     from gantk import metrics
 
@@ -200,6 +239,9 @@ def test_toy_protocol_averages_w1_over_draws(tmp_path):
     w = [metrics.wasserstein1(f, x) for f, x in zip(fakes, p.reals)]
     assert r["w1"] == pytest.approx(np.mean(w)) and r["w1_sd"] == pytest.approx(np.std(w, ddof=1))
     assert r["w1_draws"] == 3 and r["w1_floor_draws"] == 2
+    # the ratio's standard error from both standard errors of the mean
+    rel = np.std(w, ddof=1) ** 2 / 3 / np.mean(w) ** 2 + p.floor_sd**2 / 2 / p.floor**2
+    assert r["w1_over_floor_se"] == pytest.approx(r["w1_over_floor"] * np.sqrt(rel))
     assert r["hq_share"] == metrics.mode_stats(fakes[0], *metrics.TOY_MODES["8gaussians"])["hq_share"]
     assert p.score([x.clone() for x in p.reals])["w1"] == pytest.approx(0, abs=1e-6)
     with pytest.raises(ValueError, match="3 generated"):
@@ -215,6 +257,7 @@ def test_evaluate_draws(toy_run, tmp_path):
     one = ev.evaluate(toy_run, n=150, seed=1, draws=1, cache=tmp_path)
     three = ev.evaluate(toy_run, n=150, seed=1, draws=3, cache=tmp_path)
     assert "w1_draws" not in one and three["w1_draws"] == 3
+    assert "w1_over_floor_se" not in one and three["w1_over_floor_se"] > 0  # one draw has no spread
     # draw 0 is the single-draw evaluation: same latents, same real sample, same modes
     assert (three["modes_covered"], three["hq_share"]) == (one["modes_covered"], one["hq_share"])
     assert three["w1_floor"] == one["w1_floor"]

@@ -134,6 +134,16 @@ def _flags(job: dict) -> dict:
     return {**_overrides(job), **METHODS[job["method"]]}
 
 
+def current_floor_pairs(data: str, n: int) -> int:
+    """Real-vs-real pairs the floor ``gantk eval`` uses now for ``data`` at N = ``n``:
+    the shipped floor's (gantk/w1_floors.json) where there is one, else FLOOR_DRAWS."""
+    from gantk.evaluate import shipped_floor
+    from gantk.plugins import get_registry
+
+    shipped = shipped_floor(get_registry("dataset").get(data)(), n)
+    return shipped[2] if shipped else FLOOR_DRAWS
+
+
 def eval_of(row: dict) -> tuple:
     """How a row was scored: (generated draws W1 is averaged over, real pairs its floor
     is averaged over). Rows from before averaging were scored with one of each."""
@@ -212,8 +222,9 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=None,
                     help=f"generated sets W1 is averaged over (default {DEFAULT_DRAWS}, as gantk eval)")
     ap.add_argument("--floor-draws", type=int, default=None,
-                    help=f"real pairs of the floor (default {FLOOR_DRAWS}; 1 tabulates rows scored "
-                         "before averaging, with --draws 1)")
+                    help=f"real pairs of the floor (default: the shipped floor's where gantk has one for "
+                         f"the data at --n, else {FLOOR_DRAWS}; {FLOOR_DRAWS} tabulates rows scored before the "
+                         "shipped floors, 1 rows scored before averaging, with --draws 1)")
     ap.add_argument("--rescore", action="store_true",
                     help="score rows with these settings but another scoring again from their runs' "
                          "checkpoints (appended as new rows) instead of training them")
@@ -235,7 +246,8 @@ def main(argv=None) -> int:
         if path.exists():
             done += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     draws = args.draws or DEFAULT_DRAWS
-    scoring = (draws, args.floor_draws or FLOOR_DRAWS)
+    current = {d: current_floor_pairs(d, args.n) for d in datas}  # what scoring now uses
+    scoring = {d: (draws, args.floor_draws or current[d]) for d in datas}
     key = lambda r: (r["data"], r["method"], r["seed"], settings_of(r["config"]), r.get("n_eval", N_EVAL),  # noqa: E731
                      eval_of(r))
     given = {"steps": args.steps, "lr_decay": args.lr_decay, "lr": args.lr, "g_depth": args.g_depth,
@@ -244,10 +256,10 @@ def main(argv=None) -> int:
     want = {(d, m): expected_settings({"data": d, "method": m, **given}) for d in datas for m in methods}
     have = {key(r) for r in done}
     jobs = [{"data": d, "method": m, "seed": s, **given, "runs": args.runs, "n": args.n, "draws": draws}
-            for s in seeds for d in datas for m in methods if (d, m, s, want[d, m], args.n, scoring) not in have]
+            for s in seeds for d in datas for m in methods if (d, m, s, want[d, m], args.n, scoring[d]) not in have]
     print(f"{len(jobs)} runs to do, {len(have)} already in {results}", flush=True)
-    if args.rescore and scoring[1] != FLOOR_DRAWS:
-        ap.error(f"--rescore scores with the current floor ({FLOOR_DRAWS} pairs)")
+    if args.rescore and any(scoring[d][1] != current[d] for d in datas):
+        ap.error(f"--rescore scores with the current floor ({', '.join(f'{d}: {current[d]}' for d in datas)} pairs)")
 
     def record(rec):
         with results.open("a") as f:
@@ -283,7 +295,7 @@ def main(argv=None) -> int:
     for r in done:  # the first result of each run (two runners may have appended the same one)
         if (r["data"] in datas and r["method"] in methods and r["seed"] in seeds
                 and key(r)[3] == want[r["data"], r["method"]] and r.get("n_eval", N_EVAL) == args.n
-                and eval_of(r) == scoring and key(r) not in seen):
+                and eval_of(r) == scoring[r["data"]] and key(r) not in seen):
             seen.add(key(r))
             rows.append(r)
     text = table(rows, datas, methods)
