@@ -256,7 +256,8 @@ def latent_seed(seed: int, draw: int) -> int:
     return seed + DRAW_STRIDE * draw
 
 
-def _options_key(dataset) -> str:
+def options_key(dataset) -> str:
+    """The data set's options as the floors (cached and shipped) are keyed by."""
     return json.dumps(getattr(dataset, "opts", {}), sort_keys=True, default=str)
 
 
@@ -274,20 +275,20 @@ def shipped_floor(dataset, n: int) -> tuple[float, float, int] | None:
         return None
     for rec in table.get("floors", []):
         if (rec.get("version") == FLOOR_VERSION and rec.get("data") == dataset.name and rec.get("n") == n
-                and rec.get("options") == _options_key(dataset)):
+                and rec.get("options") == options_key(dataset)):
             vals = [float(v) for v in rec["values"]]
             return float(np.mean(vals)), float(np.std(vals, ddof=1)), len(vals)
     return None
 
 
-def floor_pairs(dataset, n: int, values: range | list[int]) -> list[float]:
-    """W1 of the real-vs-real pairs numbered ``values`` (pair k: seeds FLOOR_SEED + 2k
+def floor_pairs(dataset, n: int, pairs: range | list[int]) -> list[float]:
+    """W1 of the real-vs-real pairs numbered ``pairs`` (pair k: seeds FLOOR_SEED + 2k
     and + 2k + 1), the pairs every floor of this data set at N averages."""
 
     def sample(m: int, s: int) -> torch.Tensor:
         return dataset.generate(m, torch.Generator().manual_seed(s))
 
-    return [metrics.wasserstein1_floor(sample, n, FLOOR_SEED + 2 * k) for k in values]
+    return [metrics.wasserstein1_floor(sample, n, FLOOR_SEED + 2 * k) for k in pairs]
 
 
 def toy_w1_floor(dataset, n: int, draws: int = FLOOR_DRAWS, *, cache: str | Path | None = None
@@ -300,7 +301,7 @@ def toy_w1_floor(dataset, n: int, draws: int = FLOOR_DRAWS, *, cache: str | Path
     samples' mode counts fluctuate, and mass must then travel between modes), so a
     ratio to one pair mostly measures the pair. The floor depends only on the data and
     N, so it is computed once and cached (``cache``, default :func:`cache_dir`)."""
-    opts = _options_key(dataset)
+    opts = options_key(dataset)
     key = f"{dataset.name}-n{n}-d{draws}-{hashlib.sha1(opts.encode()).hexdigest()[:8]}"
     path = Path(cache) if cache is not None else cache_dir()
     path = path / f"w1-floor-{FLOOR_VERSION}-{key}.json"

@@ -200,7 +200,7 @@ def test_shipped_floors_are_the_pairs_this_code_computes(tmp_path):
     assert {r["data"] for r in table["floors"]} >= {"8gaussians", "25gaussians"}
     for rec in table["floors"]:
         ds = _toy(rec["data"])
-        assert rec["options"] == ev._options_key(ds) and rec["version"] == ev.FLOOR_VERSION
+        assert rec["options"] == ev.options_key(ds) and rec["version"] == ev.FLOOR_VERSION
         # the first and the last pair, recomputed: same data, same seeds, same W1
         ks = [0, len(rec["values"]) - 1]
         assert ev.floor_pairs(ds, rec["n"], ks) == pytest.approx([rec["values"][k] for k in ks], rel=1e-9)

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
         table = {"floors": []}
     for name in [d for d in args.data.split(",") if d]:
         ds = get_registry("dataset").get(name)()
-        opts = ev._options_key(ds)
+        opts = ev.options_key(ds)
         vals = None
         if args.cache:
             for f in glob.glob(f"{args.cache}/w1-floor-{ev.FLOOR_VERSION}-{name}-n{args.n}-d{args.pairs}-*.json"):
