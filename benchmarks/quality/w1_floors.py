@@ -8,17 +8,14 @@ so a floor over 16 pairs is known to about ±8 %, an error every W1 / floor rati
 shares. 100 pairs bring it to about ±3 %. The pairs are the ones every floor uses
 (pair k: seeds FLOOR_SEED + 2k and + 2k + 1), so the first 16 are the cached floor's.
 
-    python benchmarks/quality/w1_floors.py [--pairs 100] [--data 8gaussians,...] [--cache DIR]
+    python benchmarks/quality/w1_floors.py [--pairs 100] [--data 8gaussians,...]
 
-The pairs already in the file are kept and only the missing ones computed. ``--cache
-DIR``: take the pairs from a ``toy_w1_floor`` cache file of DIR with that many pairs
-when one is there (written by an earlier ``toy_w1_floor(ds, 2500, PAIRS, cache=DIR)``).
-About 2 s per pair on one CPU core.
+The pairs already in the file are kept and only the missing ones computed (about 2 s
+per pair on one CPU core).
 """
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import time
 
@@ -28,13 +25,13 @@ import torch
 
 def main(argv=None) -> int:
     from gantk import evaluate as ev
+    from gantk.fsutil import atomic_path
     from gantk.plugins import get_registry
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="8gaussians,25gaussians,swissroll")
     ap.add_argument("--pairs", type=int, default=100)
     ap.add_argument("--n", type=int, default=2500)
-    ap.add_argument("--cache", default=None)
     ap.add_argument("--out", default=str(ev.SHIPPED_FLOORS))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -45,18 +42,12 @@ def main(argv=None) -> int:
     for name in [d for d in args.data.split(",") if d]:
         ds = get_registry("dataset").get(name)()
         opts = ev.options_key(ds)
-        vals = None
-        if args.cache:
-            for f in glob.glob(f"{args.cache}/w1-floor-{ev.FLOOR_VERSION}-{name}-n{args.n}-d{args.pairs}-*.json"):
-                rec = json.loads(open(f).read())
-                if len(rec.get("values", [])) == args.pairs:
-                    vals = [float(v) for v in rec["values"]]
         t0 = time.perf_counter()
-        if vals is None:  # the pairs already in the table are kept (pair k is always the same)
-            old = next((r["values"] for r in table["floors"] if r["data"] == name and r["n"] == args.n
-                        and r.get("options") == opts and r.get("version") == ev.FLOOR_VERSION), [])
-            vals = [float(v) for v in old[: args.pairs]]
-            vals += ev.floor_pairs(ds, args.n, range(len(vals), args.pairs))
+        # the pairs already in the table are kept (pair k is always the same)
+        old = next((r["values"] for r in table["floors"] if r["data"] == name and r["n"] == args.n
+                    and r.get("options") == opts and r.get("version") == ev.FLOOR_VERSION), [])
+        vals = [float(v) for v in old[: args.pairs]]
+        vals += ev.floor_pairs(ds, args.n, range(len(vals), args.pairs))
         rec = {"data": name, "n": args.n, "options": opts, "version": ev.FLOOR_VERSION, "pairs": len(vals),
                "mean": float(np.mean(vals)), "sd": float(np.std(vals, ddof=1)), "values": vals}
         table["floors"] = [r for r in table["floors"] if not (r["data"] == name and r["n"] == args.n)] + [rec]
@@ -65,9 +56,8 @@ def main(argv=None) -> int:
               f"the first {ev.FLOOR_DRAWS}: {first16:.5f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     table["note"] = ("real-vs-real W1 floors at N (benchmarks/quality/w1_floors.py); values[k] is pair k, "
                      "seeds FLOOR_SEED + 2k and + 2k + 1")
-    with open(args.out, "w") as f:
-        json.dump(table, f, indent=1)
-        f.write("\n")
+    with atomic_path(args.out) as tmp:  # gantk reads this file: never half-written
+        tmp.write_text(json.dumps(table, indent=1) + "\n")
     return 0
 
 
