@@ -58,6 +58,7 @@ def main(argv=None) -> int:
                      "seeds FLOOR_SEED + 2k and + 2k + 1")
     with atomic_path(args.out) as tmp:  # gantk reads this file: never half-written
         tmp.write_text(json.dumps(table, indent=1) + "\n")
+        tmp.chmod(0o644)  # package data: readable by everyone (the temporary file is 0600)
     return 0
 
 
