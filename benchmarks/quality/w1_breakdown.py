@@ -4,7 +4,7 @@ among them?
 
 For each run (or checkpoint) on 8gaussians or 25gaussians, scored as ``gantk eval``
 does (N generated points, W1 averaged over 5 generated sets against fresh real ones,
-the floor over 16 real pairs), prints
+the floor as ``gantk eval`` has it), prints
 
 * ``w1`` / ``w1_floor``: the generator's W1 over the floor (``gantk eval``'s number);
 * ``w1_weights``: an ideal generator that draws perfect real modes (centre + σ noise)
@@ -12,7 +12,7 @@ the floor over 16 real pairs), prints
   alone. The weights are measured on 40 000 samples (share of all samples nearest to
   each mode), not on the N scored: N = 2500 counts carry multinomial noise of their own
   (sd 5 % of a fair share per ring mode), which the ideal generator's draws would then
-  count a second time (session 6 read its ring excess as weights that way);
+  count a second time (and so make the weights look like the cause);
 * ``w1_reshaped``: every generated point replaced by its nearest centre + σ noise
   (its mode kept, its place within the mode redrawn): what is left when the shapes are
   perfect. ``w1`` above this is the cost of the shapes;
