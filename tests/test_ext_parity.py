@@ -20,7 +20,7 @@ from torch.testing import assert_close
 
 import gantk.ops.penalty as P
 from gantk.errors import ExtensionError
-from gantk.ops import _ext
+from gantk.ops import _ext, acc_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -228,7 +228,7 @@ def test_gradcheck_float64(ext, device):
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_interpolate_parity(ext, device, dtype, shape):
     real, fake = _randn(shape, dtype, device, seed=1), _randn(shape, dtype, device, seed=2)
-    eps = torch.rand(shape[0], generator=_gen(3), dtype=P._acc_dtype(dtype)).to(device)
+    eps = torch.rand(shape[0], generator=_gen(3), dtype=acc_dtype(dtype)).to(device)
     eps[0] = 0.0  # endpoints are exact
     if shape[0] > 1:
         eps[1] = 1.0

@@ -7,8 +7,9 @@ from torch import nn
 from torch.nn.utils import parametrizations, parametrize
 
 from ..components import LipschitzEnforcer, PenaltyOutput
+from ..errors import UsageError
 from ..hookimpl import hookimpl
-from ..ops import gradient_penalty
+from ..ops import check_impl, gradient_penalty
 
 
 class NoEnforcer(LipschitzEnforcer):
@@ -29,8 +30,6 @@ class WeightClipping(LipschitzEnforcer):
     def __init__(self, **opts):
         super().__init__(**opts)
         if not self.opts["c"] > 0:
-            from ..errors import UsageError
-
             raise UsageError(f"clip: c must be > 0, got {self.opts['c']}")
 
     @torch.no_grad()
@@ -52,12 +51,9 @@ class GradientPenalty(LipschitzEnforcer):
 
     def __init__(self, **opts):
         super().__init__(**opts)
-        from ..errors import UsageError
-
         if self.opts["lambda"] < 0:
             raise UsageError(f"{self.name}: lambda must be >= 0, got {self.opts['lambda']}")
-        if self.opts["impl"] not in ("auto", "ref", "ext"):
-            raise UsageError(f"{self.name}: impl must be auto, ref or ext, not {self.opts['impl']!r}")
+        check_impl(self.opts["impl"], self.name)
 
     def penalty(self, critic, real, fake, *, generator=None):
         gp = gradient_penalty(

@@ -1,4 +1,7 @@
-"""Public ops. One file per op: a pure-PyTorch reference beside the compiled path."""
+"""Public ops. One file per op: a pure-PyTorch reference beside the compiled path;
+``common`` holds what they share (the ``impl`` choice, ``GANTK_FORCE_REF``, the
+accumulation dtype)."""
+from .common import IMPLS, acc_dtype, check_impl, force_ref
 from .penalty import (
     GradientPenalty,
     draw_epsilon,
@@ -9,6 +12,10 @@ from .penalty import (
 )
 
 __all__ = [
+    "IMPLS",
+    "acc_dtype",
+    "check_impl",
+    "force_ref",
     "GradientPenalty",
     "draw_epsilon",
     "gradient_norm_penalty",

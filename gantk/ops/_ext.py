@@ -15,7 +15,7 @@ Build policy for ``impl="auto"``: the CPU build takes about 20 s on a 2-core mac
 minute, so "auto" builds on first use, once per cache folder, and logs one line while
 it does; every later process loads the cached library in milliseconds. ``GANTK_EXT_AUTOBUILD=0`` makes "auto" use an already-built extension only;
 then ``gantk ext build`` (:func:`build`) builds it. ``GANTK_FORCE_REF=1`` forces the
-pure-PyTorch reference everywhere (handled in ``penalty.py``).
+pure-PyTorch reference everywhere (:func:`gantk.ops.common.force_ref`).
 
 Failure handling: the "tried" flag is set before trying; a failed build or load is
 remembered with its reason and not retried by later calls in the process (only an
@@ -53,6 +53,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .common import acc_dtype, force_ref
 
 __all__ = ["available", "ready", "warn_fallback", "status", "build", "build_dir", "compiler"]
 
@@ -360,10 +362,6 @@ def _ensure(build: bool) -> None:
 
 
 # ------------------------------------------------------------------ python-side registrations
-def _acc(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _batch_major(t: torch.Tensor) -> int:
     """Mirror of ``batch_major_layout`` in csrc/gp_ops.cpp (keep the two in step): 0
     contiguous, 1 channels_last, 2 channels_last_3d, -1 anything else."""
@@ -391,7 +389,7 @@ def _register_python() -> None:
         return real.new_empty(real.shape)
 
     def norm_penalty_fake(g, target, one_sided, weight, norm_eps, inv_scale):
-        acc = _acc(g.dtype)
+        acc = acc_dtype(g.dtype)
         return g.new_empty((), dtype=acc), g.new_empty((g.shape[0],), dtype=acc)
 
     def norm_penalty_backward_fake(grad_penalty, g, norms, target, one_sided, weight, inv_scale):
@@ -449,7 +447,7 @@ def status() -> dict[str, Any]:
     comp = compiler()
     from torch.utils.cpp_extension import CUDA_HOME
 
-    force = os.environ.get("GANTK_FORCE_REF", "").strip() not in ("", "0")
+    force = force_ref()
     backends: dict[str, dict[str, str]] = {}
     for dev in ("cpu", "cuda"):
         if dev == "cuda" and not torch.cuda.is_available():

@@ -16,12 +16,12 @@ channels only for images).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import ExtensionError, UsageError
+from .common import acc_dtype, check_impl, force_ref
 
 __all__ = [
     "interpolate",
@@ -32,17 +32,12 @@ __all__ = [
     "GradientPenalty",
 ]
 
-_IMPLS = ("auto", "ref", "ext")
-
 
 def _use_ext(impl: str, t: torch.Tensor) -> bool:
     """Decide between the reference and the extension for tensor ``t``."""
-    if impl not in _IMPLS:
-        raise UsageError(f"impl must be one of {', '.join(_IMPLS)}, not {impl!r}")
-    if impl == "ref":
+    if check_impl(impl) == "ref":
         return False
-    forced = os.environ.get("GANTK_FORCE_REF", "").strip() not in ("", "0")
-    if forced:
+    if force_ref():
         if impl == "ext":
             raise ExtensionError("impl='ext' was asked for but GANTK_FORCE_REF is set")
         return False
@@ -59,18 +54,13 @@ def _use_ext(impl: str, t: torch.Tensor) -> bool:
     return False
 
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Accumulation / output dtype: float64 stays float64, everything else float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def draw_epsilon(
     batch: int, *, like: torch.Tensor, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Per-sample ε ~ U[0, 1), shape (batch,), drawn with ``torch.rand`` on ``like``'s
     device in float32 (float64 for float64 data). The reference and the extension use
     this same draw, so a seed gives the same ε on either path."""
-    return torch.rand(batch, generator=generator, device=like.device, dtype=_acc_dtype(like.dtype))
+    return torch.rand(batch, generator=generator, device=like.device, dtype=acc_dtype(like.dtype))
 
 
 def _check_pair(real: torch.Tensor, fake: torch.Tensor) -> None:
@@ -119,7 +109,7 @@ class _NormPenaltyRef(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, g, target, one_sided, weight, norm_eps, inv_scale):
-        acc = _acc_dtype(g.dtype)
+        acc = acc_dtype(g.dtype)
         b = g.shape[0]
         flat = g.reshape(b, -1)
         sq = torch.linalg.vector_norm(flat, 2, dim=1, dtype=acc).square()
