@@ -4,16 +4,45 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import OutputError
 
 
+_umask_lock = threading.Lock()
+
+
+def _new_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: 0o666 less the process's umask.
+
+    The umask is read without changing it where the system allows: Linux shows it in
+    /proc/self/status ("Umask:", since 4.7). Elsewhere it can only be read by setting
+    and restoring it (it is process-wide); the lock keeps two such reads from
+    interleaving, but a file another thread creates in that instant is created under umask 022."""
+    mask = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    mask = int(line.split()[1], 8)
+                    break
+    if mask is None:
+        with _umask_lock:
+            mask = os.umask(0o022)
+            os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed over
-    ``path``, on failure removed. Readers never see a half-written file."""
+    ``path``, on failure removed. Readers never see a half-written file.
+
+    The file gets the mode a plain ``open()`` gives a new file (0o666 less the umask;
+    ``mkstemp`` alone would make it 0600), also when it replaces an existing file: the
+    old file's mode is not carried over. A writer may still ``chmod`` the temporary."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,6 +52,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     tmp_path = Path(tmp)
     try:
+        os.chmod(tmp_path, _new_file_mode())  # before the body, so a writer may chmod it
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
@@ -42,6 +72,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through :func:`atomic_path`."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
@@ -89,3 +120,13 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
                 break
             raise
     return records
+
+
+def user_cache_dir(sub: str = "") -> Path:
+    """gantk's cache folder: ``$GANTK_CACHE_DIR``, else ``$XDG_CACHE_HOME/gantk``, else
+    ``~/.cache/gantk``; ``sub`` names a folder inside it."""
+    if os.environ.get("GANTK_CACHE_DIR"):
+        base = Path(os.environ["GANTK_CACHE_DIR"])
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gantk"
+    return base / sub if sub else base
