@@ -20,7 +20,7 @@ def _new_file_mode() -> int:
     The umask is read without changing it where the system allows: Linux shows it in
     /proc/self/status ("Umask:", since 4.7). Elsewhere it can only be read by setting
     and restoring it (it is process-wide); the lock keeps two such reads from
-    interleaving, but a file another thread creates in that instant is created under umask 022."""
+    interleaving, but a file another thread creates in that instant gets umask 022."""
     mask = None
     with contextlib.suppress(OSError, ValueError, IndexError):
         with open("/proc/self/status", encoding="ascii") as f:
