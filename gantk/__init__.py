@@ -4,7 +4,7 @@ Public API:
 
 * ``hookimpl`` — the marker for plugin hook implementations (see ``gantk.hookspecs``);
 * base classes for plugins: :class:`Loss`, :class:`LipschitzEnforcer` (returning a
-  :class:`PenaltyOutput`), :class:`GANModel`, :class:`Dataset`;
+  :class:`PenaltyOutput`), :class:`GANModel`, :class:`Dataset`, :class:`Protocol`;
 * the penalty op: :func:`gradient_penalty`, :func:`gradient_penalty_at`,
   :func:`gradient_norm_penalty`, :func:`interpolate`;
 * factories: :func:`create_model`, :func:`create_loss`, :func:`create_lipschitz`,
@@ -14,9 +14,8 @@ Public API:
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .components import Dataset, GANModel, LipschitzEnforcer, Loss, PenaltyOutput
+from .components import Dataset, GANModel, LipschitzEnforcer, Loss, PenaltyOutput, Protocol
+from .config import TrainConfig
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -24,6 +23,8 @@ from .errors import (
     DuplicateComponentError,
     ExtensionError,
     GantkError,
+    GantkNote,
+    GantkWarning,
     OutputError,
     PluginError,
     TrainingError,
@@ -38,11 +39,15 @@ from .ops import (
     gradient_penalty_at,
     interpolate,
 )
+from .plugins import get_registry
+from .presets import PRESETS
+from .resolve import make_config
+from .sample import sample
+from .training import Trainer, resume, train
+from .version import __version__
 
 
 def _create(kind: str, name: str, options: dict | None):
-    from .plugins import get_registry
-
     return get_registry(kind).get(name)(**(options or {}))
 
 
@@ -66,23 +71,6 @@ def create_dataset(name: str, **options) -> Dataset:
     return _create("dataset", name, options)
 
 
-def __getattr__(name: str):
-    # heavy modules load on first use
-    if name in ("TrainConfig", "make_config", "PRESETS"):
-        from . import config
-
-        return getattr(config, name)
-    if name in ("train", "Trainer", "resume"):
-        from . import train as _t
-
-        return {"train": _t.train, "Trainer": _t.Trainer, "resume": _t.resume}[name]
-    if name == "sample":
-        from .sample import sample as _s
-
-        return _s
-    raise AttributeError(f"module 'gantk' has no attribute {name!r}")
-
-
 __all__ = [
     "__version__",
     "hookimpl",
@@ -91,6 +79,7 @@ __all__ = [
     "PenaltyOutput",
     "GANModel",
     "Dataset",
+    "Protocol",
     "GradientPenalty",
     "gradient_penalty",
     "gradient_penalty_at",
@@ -101,6 +90,7 @@ __all__ = [
     "create_lipschitz",
     "create_dataset",
     "TrainConfig",
+    "PRESETS",
     "make_config",
     "train",
     "Trainer",
@@ -117,4 +107,6 @@ __all__ = [
     "OutputError",
     "ExtensionError",
     "TrainingError",
+    "GantkWarning",
+    "GantkNote",
 ]

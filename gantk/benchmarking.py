@@ -14,12 +14,21 @@ import os
 import platform
 import statistics
 import subprocess
+import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+
+from .errors import ExtensionError, UsageError
+from .ops import gradient_norm_penalty, interpolate
+from .plugins import get_registry
+from .resolve import make_config
+from .training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout (for git metadata)
 
@@ -196,8 +205,6 @@ class ReferenceLoop:
 def _case_data(case: dict, workdir: Path) -> str:
     if case["data"]:
         return case["data"]
-    import numpy as np
-
     path = workdir / f"images-{'x'.join(map(str, case['shape']))}.npy"
     if not path.exists():
         rng = np.random.default_rng(0)
@@ -209,11 +216,6 @@ def step_case_trainer(name: str, workdir: Path, device: str = "cpu", model_optio
                       **overrides):
     """A WGAN-GP Trainer (λ = 10) for one of :data:`STEP_CASES`, with ``overrides`` of its
     config; nothing written during training (no checkpoints, pictures or logs)."""
-    import warnings
-
-    from .config import make_config
-    from .train import Trainer
-
     case = STEP_CASES[name]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -251,13 +253,6 @@ def bench_steps(cases=("toy-mlp",), device: str = "cpu", min_time: float = 1.0, 
     another Trainer on the same case, its critic step averaged over ``penalty_every``
     consecutive steps (the lazy penalty runs on one of them), and reported in
     ``row["levers"]`` as seconds per critic step and iterations/s against the reference."""
-    import tempfile
-    import warnings
-
-    from .errors import UsageError
-    from .ops import gradient_norm_penalty, interpolate
-    from .plugins import get_registry
-
     rows = []
     tmp = Path(workdir or tempfile.mkdtemp(prefix="gantk-bench-"))
     for name in cases:
@@ -345,9 +340,6 @@ def bench_penalty_quick(device: str = "cpu", shapes=((256, 2), (64, 3, 32, 32), 
     """Interpolation + norm-penalty forward and backward: as users write it vs gantk's
     reference (``impl="ref"``) vs the fused extension (``impl="ext"``, a note when it
     cannot be had)."""
-    from .errors import ExtensionError
-    from .ops import gradient_norm_penalty, interpolate
-
     rows = []
     for shape in shapes:
         gen = torch.Generator(device=device).manual_seed(0)

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load, save
 
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError
 from .fsutil import atomic_path
+from .version import __version__
 
 FORMAT = "gantk-checkpoint-1"
 MAX_HEADER = 64 * 1024 * 1024
@@ -82,8 +84,6 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint atomically (temporary file, fsync, rename). ``generator_ema``,
     the generator's weight average (``--ema``), is stored as ``generator_ema.*``."""
-    from safetensors.torch import save
-
     tensors: dict[str, torch.Tensor] = {}
     for k, v in generator.state_dict().items():
         tensors[f"generator.{k}"] = v
@@ -107,8 +107,6 @@ def save_checkpoint(
         "opt_d": json.dumps(mdd),
         "extra": json.dumps(extra or {}),
     }
-    from . import __version__
-
     meta["gantk_version"] = __version__
     data = save(tensors, metadata=meta)
     path = Path(path)
@@ -158,8 +156,6 @@ def _read_header(path: Path, blob: bytes) -> dict:
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read and check a checkpoint file; raises :class:`CheckpointError` with a one-line
     reason for missing, truncated, corrupt or foreign files."""
-    from safetensors.torch import load
-
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")

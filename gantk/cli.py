@@ -3,22 +3,40 @@
 Results go to stdout; progress, warnings and errors to stderr. Library errors
 (:class:`gantk.errors.GantkError`) become one line and exit code 1 (2 for usage
 errors); set ``GANTK_DEBUG=1`` to see the traceback.
+
+The module is longer than most because it holds every command; each command only
+parses its options, calls the library and prints the result.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 import json
 import os
 import sys
+import typing
 import warnings
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
+import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import GantkError
+from . import benchmarking, training
+from .config import EXTRA_OPTIONS, TrainConfig, check_value, cli_fields, flag_of, option
+from .errors import GantkError, GantkNote, UnknownComponentError
+from .eval import METRIC_NOTES, MIN_N, EvalCallback, evaluate
+from .ops import _ext
+from .plugins import get_registry, plugin_failures, plugin_infos
+from .presets import PRESETS
+from .progress import RichProgress, format_metrics
+from .resolve import make_config
+from .sample import sample as draw_samples
+from .training import TrainResult, resolve_device
+from .training.distributed import is_main
 
 app = typer.Typer(
     name="gantk",
@@ -39,8 +57,6 @@ def _debug() -> bool:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    from .train import GantkNote
-
     if issubclass(category, GantkNote):
         err.print(f"[cyan]note:[/] {message}", highlight=False)
     else:
@@ -77,8 +93,6 @@ _reported_failures = False
 def _load_plugins() -> None:
     """Load plugins once and report third-party plugins that failed (once)."""
     global _reported_failures
-    from .plugins import plugin_failures
-
     fails = plugin_failures()
     if fails and not _reported_failures:
         for f in fails:
@@ -101,23 +115,10 @@ def _parse_options(items: list[str] | None) -> dict[str, dict[str, str]]:
     return outd
 
 
-def _parse_betas(text: str | None) -> tuple[float, float] | None:
-    if text is None:
-        return None
-    try:
-        b1, b2 = (float(x) for x in text.replace(" ", "").split(","))
-    except ValueError:
-        raise typer.BadParameter(f"{text!r}: expected two numbers like 0,0.9", param_hint="--betas") from None
-    return (b1, b2)
-
-
 def _check_name(kind: str, name: str | None, param: str) -> None:
     """Unknown component names are usage errors with a 'did you mean'."""
     if name is None:
         return
-    from .errors import UnknownComponentError
-    from .plugins import get_registry
-
     try:
         get_registry(kind).get(name)
     except UnknownComponentError as exc:
@@ -127,9 +128,6 @@ def _check_name(kind: str, name: str | None, param: str) -> None:
 def _resolution_key(data: str | None, preset: str | None) -> str:
     """The data option --resolution sets: ``resolution``, or ``size`` for a named data
     set (given or from the preset) that has ``size`` but no ``resolution`` (digits)."""
-    from .config import PRESETS
-    from .plugins import get_registry
-
     name = data if data is not None else PRESETS.get(preset or "", {}).get("data")
     reg = get_registry("dataset")
     if name in reg:
@@ -139,123 +137,112 @@ def _resolution_key(data: str | None, preset: str | None) -> str:
     return "resolution"
 
 
-@app.command()
-def train(
-    data: Annotated[Optional[str], typer.Option(help="Dataset name (see `gantk plugins`) or path to a tensor file. [default: 25gaussians]")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model family. [default: mlp for points, dcgan for images]")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="Adversarial loss: minimax, ns, wasserstein, hinge, lsgan, or a plugin's. [default: from the preset]")] = None,
-    lipschitz: Annotated[Optional[str], typer.Option(help="Lipschitz enforcer: none, clip, gp, lp, sn, or a plugin's. [default: from the preset]")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="gan, wgan, wgan-gp or sngan: loss, enforcer and optimizer settings from the paper; flags override. [default: inferred from --loss/--lipschitz, else wgan-gp]")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Generator updates (total, also when resuming). [default: 1000]")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Samples per batch. [default: 256]")] = None,
-    n_critic: Annotated[Optional[int], typer.Option("--n-critic", help="Critic updates per generator update. [default: from the preset]")] = None,
-    lr_floor: Annotated[Optional[float], typer.Option("--lr-floor", help="With --lr-decay linear: stop the decay at this fraction of --lr and hold it. [default: 0, down to 0; 0.3 for WGAN-GP on the toy mixtures]")] = None,
-    ema: Annotated[Optional[float], typer.Option("--ema", help="Keep an exponential moving average of the generator's weights with this decay per step; samples, pictures and evaluations use it (sample/eval --raw: the weights themselves). [default: 0, off; 0.99 for WGAN-GP on the toy mixtures]")] = None,
-    penalty_every: Annotated[Optional[int], typer.Option("--penalty-every", help="Lazy regularization: the Lipschitz penalty on every k-th critic step only, weighted k times (StyleGAN2). [default: 1, every step; 4 for WGAN-GP on the toy mixtures]")] = None,
-    joint_forward: Annotated[Optional[bool], typer.Option("--joint-forward/--separate-forward", help="Score real and fake in one batched critic forward (critics without BatchNorm). [default: joint]")] = None,
-    amp: Annotated[Optional[str], typer.Option(help="Mixed precision: off, or bf16 (autocast forward passes; weights, optimizer state and the penalty's norm arithmetic stay float32). [default: off]")] = None,
-    channels_last: Annotated[Optional[bool], typer.Option("--channels-last", help="Channels-last (NHWC) images and conv weights, the fast layout of cuDNN and oneDNN convolutions. [default: off]")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate of both networks. [default: from the preset]")] = None,
-    lr_decay: Annotated[Optional[str], typer.Option("--lr-decay", help="Learning-rate schedule: none, or linear (lr down to 0 at the last step, as in the WGAN-GP authors' CIFAR-10 code, or to --lr-floor). [default: linear for the toy sets, else none]")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="adam, rmsprop or sgd. [default: from the preset]")] = None,
-    betas: Annotated[Optional[str], typer.Option(help="Adam betas, e.g. 0,0.9. [default: from the preset]")] = None,
-    latent_dim: Annotated[Optional[int], typer.Option("--latent-dim", help="Latent size. [default: 2 for 2-D toy data, else the model's]")] = None,
-    lambda_: Annotated[Optional[float], typer.Option("--lambda", help="Penalty weight λ of gp/lp (same as -O lipschitz.lambda=...). [default: 10]")] = None,
-    clip: Annotated[Optional[float], typer.Option("--clip", help="Clipping bound c of clip (same as -O lipschitz.c=...). [default: 0.01]")] = None,
-    option: Annotated[Optional[list[str]], typer.Option("--option", "-O", help="Component option KIND.KEY=VALUE (KIND: data, model, loss, lipschitz); repeatable, e.g. -O lipschitz.k=0 -O model.width=256.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (data, initialisation, noise). [default: 0]")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda. [default: auto]")] = None,
-    out_dir: Annotated[Optional[str], typer.Option("--out", help="Folder that receives run folders. [default: runs]")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Run folder name. [default: DATA-PRESET-TIME]")] = None,
-    log_every: Annotated[Optional[int], typer.Option("--log-every", help="Write metrics.jsonl every N steps. [default: 50]")] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="Checkpoint every N steps (and at the end). [default: 500]")] = None,
-    image_every: Annotated[Optional[int], typer.Option("--image-every", help="Picture every N steps (and at the end). [default: 500]")] = None,
-    keep: Annotated[Optional[int], typer.Option(help="Checkpoints kept. [default: 3]")] = None,
-    allow_batchnorm: Annotated[Optional[bool], typer.Option("--allow-batchnorm", help="Allow a BatchNorm critic under gp/lp (wrong per-sample penalty; not recommended).")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder (or from this checkpoint) with its stored config.")] = None,
-    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate the generator every K steps (and at the end) with 1000 samples, as `gantk eval` does; appends to eval.jsonl in the run folder. [default: off]")] = None,
-    resolution: Annotated[Optional[int], typer.Option(help="Image side in pixels for image data (-O data.resolution=..., or data.size=... for digits). [default: the data set's]")] = None,
-    channels: Annotated[Optional[int], typer.Option(help="Image channels for image folders: 3 (RGB) or 1 (grayscale) (-O data.channels=...). [default: 3]")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (1 is often fastest on a busy machine). [default: torch's choice]")] = None,
-) -> None:
+# ------------------------------------------------------------------ gantk train
+# Its options are derived from the config (gantk/config.py: help, flag, default text);
+# the few below are the CLI's own conveniences.
+_CONFIG_TYPES = typing.get_type_hints(TrainConfig)
+
+
+def _plain(tp: Any) -> type:
+    """``int | None`` → int; a tuple or anything else parsed from text → str."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) is not tuple else []
+    t = args[0] if len(args) == 1 else tp
+    return t if t in (str, int, float, bool) else str
+
+
+def _config_param(f: dataclasses.Field) -> inspect.Parameter:
+    opt = option(f.name)
+    names = flag_of(f.name) + (f"/{opt.off_flag}" if opt.off_flag else "")
+    ann = Annotated[Optional[_plain(_CONFIG_TYPES[f.name])],
+                    typer.Option(names, help=opt.help, metavar=opt.metavar, show_default=opt.default or False)]
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
+
+
+def _extra_param(name: str) -> inspect.Parameter:
+    tp, opt = EXTRA_OPTIONS[name]
+    ann = Annotated[Optional[tp], typer.Option(*opt.flag.split(",") if opt.flag else [flag_of(name)], help=opt.help,
+                                               show_default=opt.default or False)]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
+
+
+def _config_fields(given: dict[str, Any], opts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The config values given on the command line (None: not given), betas parsed."""
+    fields = {f.name: given.get(f.name) for f in cli_fields()}
+    for name, value in list(fields.items()):
+        parse = option(name).parse
+        if parse is not None and value is not None:
+            try:
+                fields[name] = parse(value)
+            except ValueError:
+                raise typer.BadParameter(f"{value!r}: expected two numbers like 0,0.9",
+                                         param_hint=flag_of(name)) from None
+    for kind in ("data", "model", "loss", "lipschitz"):
+        if opts[kind]:
+            fields[f"{kind}_options"] = opts[kind]
+    return fields
+
+
+def train(**kw: Any) -> None:
     """Train a GAN; writes a run folder with checkpoints, metrics.jsonl and pictures."""
-    from .config import make_config
-    from .progress import RichProgress
-
     with _handle_errors():
-        if threads is not None:
-            if threads < 1:
-                raise typer.BadParameter(f"must be >= 1, got {threads}", param_hint="--threads")
-            import torch
-
-            torch.set_num_threads(threads)
-        opts = _parse_options(option)
-        if lambda_ is not None:
-            opts["lipschitz"]["lambda"] = lambda_
-        if clip is not None:
-            opts["lipschitz"]["c"] = clip
+        for name in EXTRA_OPTIONS:
+            msg = check_value(name, kw[name])
+            if msg:
+                raise typer.BadParameter(msg, param_hint=flag_of(name))
+        if kw["threads"] is not None:
+            torch.set_num_threads(kw["threads"])
+        opts = _parse_options(kw["option"])
+        if kw["lambda_"] is not None:
+            opts["lipschitz"]["lambda"] = kw["lambda_"]
+        if kw["clip"] is not None:
+            opts["lipschitz"]["c"] = kw["clip"]
         _load_plugins()
-        if resolution is not None:
-            opts["data"][_resolution_key(data, preset)] = resolution
-        if channels is not None:
-            opts["data"]["channels"] = channels
-        _check_name("loss", loss, "--loss")
-        _check_name("lipschitz", lipschitz, "--lipschitz")
-        _check_name("model", model, "--model")
-        if preset is not None:
-            from .config import PRESETS
-            from .errors import UnknownComponentError
+        if kw["resolution"] is not None:
+            opts["data"][_resolution_key(kw["data"], kw["preset"])] = kw["resolution"]
+        if kw["channels"] is not None:
+            opts["data"]["channels"] = kw["channels"]
+        for kind, param in (("loss", "--loss"), ("lipschitz", "--lipschitz"), ("model", "--model")):
+            _check_name(kind, kw[kind], param)
+        if kw["preset"] is not None and kw["preset"] not in PRESETS:
+            raise typer.BadParameter(str(UnknownComponentError("preset", kw["preset"], PRESETS)), param_hint="--preset")
+        fields = _config_fields(kw, opts)
+        result = _run_training(fields, kw["resume"], kw["eval_every"])
+    if is_main():  # under torchrun only rank 0 reports
+        _print_result(result, kw["eval_every"] is not None)
 
-            if preset not in PRESETS:
-                raise typer.BadParameter(str(UnknownComponentError("preset", preset, PRESETS)), param_hint="--preset")
-        fields = dict(
-            data=data, model=model, loss=loss, lipschitz=lipschitz, steps=steps, batch_size=batch_size,
-            n_critic=n_critic, lr=lr, lr_decay=lr_decay, optimizer=optimizer, betas=_parse_betas(betas), latent_dim=latent_dim,
-            seed=seed, device=device, out=out_dir, name=name, log_every=log_every,
-            checkpoint_every=checkpoint_every, image_every=image_every, keep=keep,
-            allow_batchnorm=allow_batchnorm, penalty_every=penalty_every, joint_forward=joint_forward,
-            amp=amp, channels_last=channels_last, ema=ema, lr_floor=lr_floor,
-        )
-        for kind in ("data", "model", "loss", "lipschitz"):
-            if opts[kind]:
-                fields[f"{kind}_options"] = opts[kind]
-        from . import train as train_mod
 
-        if eval_every is not None and eval_every < 1:
-            raise typer.BadParameter(f"must be >= 1, got {eval_every}", param_hint="--eval-every")
-        progress = RichProgress(err)
-        callbacks: list = [progress]
-        if eval_every is not None:
-            from .evaluate import EvalCallback
+train.__signature__ = inspect.Signature(
+    [_config_param(f) for f in cli_fields()] + [_extra_param(name) for name in EXTRA_OPTIONS])
+app.command()(train)
 
-            callbacks.append(EvalCallback(eval_every))
-        try:
-            if resume is not None:
-                if preset is not None:
-                    fields["preset"] = preset
-                result = train_mod.resume(resume, fields, callbacks=callbacks)
-            else:
-                cfg = make_config(preset, **fields)
-                trainer = train_mod.Trainer(cfg, callbacks=callbacks)
-                result = trainer.train()
-        finally:
-            progress.stop()
-    from .distributed import is_main
 
-    if not is_main():  # under torchrun only rank 0 reports
-        return
-    m = result.metrics
+def _run_training(fields: dict[str, Any], resume: Path | None, eval_every: int | None) -> TrainResult:
+    progress = RichProgress(err)
+    callbacks: list = [progress]
+    if eval_every is not None:
+        callbacks.append(EvalCallback(eval_every))
+    try:
+        if resume is not None:
+            preset = fields.pop("preset")
+            if preset is not None:
+                fields["preset"] = preset
+            return training.resume(resume, fields, callbacks=callbacks)
+        preset = fields.pop("preset")
+        return training.Trainer(make_config(preset, **fields), callbacks=callbacks).train()
+    finally:
+        progress.stop()
+
+
+def _print_result(result: TrainResult, evaluated: bool) -> None:
     out.print(f"trained {result.step} steps in {result.seconds:.1f} s", highlight=False)
     out.print(f"run:        {result.run_dir}", highlight=False)
     out.print(f"checkpoint: {result.checkpoint}", highlight=False)
     if result.image:
         out.print(f"picture:    {result.image}", highlight=False)
-    if eval_every is not None:
+    if evaluated:
         out.print(f"eval:       {result.run_dir / 'eval.jsonl'}", highlight=False)
-    if m:
-        from .progress import format_metrics
-
-        out.print(f"final:      {format_metrics(m)}", highlight=False)
+    if result.metrics:
+        out.print(f"final:      {format_metrics(result.metrics)}", highlight=False)
 
 
 @app.command()
@@ -269,8 +256,6 @@ def sample(
     raw: Annotated[bool, typer.Option("--raw", help="Use the generator's own weights, not the weight average the run kept (--ema).")] = False,
 ) -> None:
     """Draw samples from a trained generator."""
-    from .sample import sample as do_sample
-
     with _handle_errors():
         if n < 1:
             raise typer.BadParameter(f"must be >= 1, got {n}", param_hint="-n")
@@ -282,7 +267,7 @@ def sample(
         elif output.suffix.lower() not in (".safetensors", ".png"):
             raise typer.BadParameter(f"{output.name!r}: must end in .safetensors or .png", param_hint="--output")
         _load_plugins()
-        res = do_sample(checkpoint, n, output, seed=seed, device=device, each=each, raw=raw)
+        res = draw_samples(checkpoint, n, output, seed=seed, device=device, each=each, raw=raw)
     what = "PNG files" if each else "samples"
     avg = " (weight average)" if res.weights == "ema" else ""
     out.print(f"wrote {res.n} {what} of shape {res.shape} from step {res.step}{avg} to {res.path}", highlight=False)
@@ -302,8 +287,6 @@ def eval_(
 ) -> None:
     """Score a trained generator: W1, its real-vs-real floor and mode coverage on the toy
     sets; FD, KID, class histogram and precision/recall/density/coverage on digits."""
-    from .evaluate import METRIC_NOTES, MIN_N, evaluate
-
     with _handle_errors():
         if n < MIN_N:
             raise typer.BadParameter(f"must be >= {MIN_N}, got {n}", param_hint="-n")
@@ -340,8 +323,6 @@ def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List plugins, their versions and what each registered."""
-    from .plugins import plugin_infos
-
     with _handle_errors():
         infos = plugin_infos()
     if as_json:
@@ -366,8 +347,6 @@ def ext_status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show whether the fused kernels are available, and why not."""
-    from .ops import _ext
-
     with _handle_errors():
         st = _ext.status()
     if as_json:
@@ -380,8 +359,6 @@ def ext_status(
 @ext_app.command("build")
 def ext_build() -> None:
     """Build the extension now, showing the compiler output."""
-    from .ops import _ext
-
     with _handle_errors():
         st = _ext.build(verbose=True)
     for k, v in st.items():
@@ -396,9 +373,7 @@ def bench(
 ) -> None:
     """Check this machine: the penalty head (as users write it vs gantk) and the whole
     WGAN-GP step (gantk vs the reference loop), side by side."""
-    from . import benchmarking as B
-    from .train import resolve_device
-
+    B = benchmarking
     with _handle_errors():
         _load_plugins()
         dev = resolve_device(device).type

@@ -1,5 +1,5 @@
 """Base classes that plugins subclass: :class:`Loss`, :class:`LipschitzEnforcer`,
-:class:`GANModel` and :class:`Dataset`.
+:class:`GANModel`, :class:`Dataset` and the evaluation :class:`Protocol`.
 
 Each component class has
 
@@ -32,6 +32,8 @@ __all__ = [
     "PenaltyOutput",
     "GANModel",
     "Dataset",
+    "Protocol",
+    "ProtocolRequest",
     "coerce_option",
 ]
 
@@ -220,10 +222,66 @@ class Dataset(Component):
     #: code's λ = 0.1 for 2-D sets); a key "preset+enforcer" narrows it to that preset
     #: with that Lipschitz enforcer (``--lipschitz``)
     tuned: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: the registered evaluation protocol that scores runs on this data (``gantk eval``);
+    #: None lets a protocol that accepts the sample shape take it (2-D points: W1)
+    protocol: ClassVar[str | None] = None
 
     @classmethod
     def can_open(cls, path: os.PathLike | str) -> bool:
         return False
 
     def load(self, seed: int = 0) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@dataclass
+class ProtocolRequest:
+    """What a :class:`Protocol` is prepared from: the run's data set (an instance, or
+    None for data no registered set names), its sample shape, N, the seed, the
+    generated sets to average over (``draws``), the run's samples when already loaded
+    (``real``, else ``load_real()`` loads them), the cache folder and extra settings
+    (``options``, e.g. ``classifier_epochs``)."""
+
+    dataset: Any
+    data_shape: tuple[int, ...]
+    n: int
+    seed: int = 0
+    draws: int = 1
+    real: torch.Tensor | None = None
+    load_real: Any = None
+    cache: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def real_samples(self) -> torch.Tensor:
+        """The run's samples: ``real``, else loaded with ``load_real()``."""
+        if self.real is None:
+            self.real = self.load_real()
+        return self.real
+
+
+class Protocol:
+    """An evaluation protocol: prepared once per (data, N, seed) from a
+    :class:`ProtocolRequest` (real samples, reference numbers), then :meth:`score` turns
+    generated samples into a dict of numbers.
+
+    A data set names its protocol (``Dataset.protocol``); a protocol that can score any
+    data of some shape says so in :meth:`accepts` (used when the data set names none).
+    Register protocols with the ``register_protocols`` hook."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: generated sets :meth:`score` takes (a list when more than one)
+    draws: int = 1
+
+    @classmethod
+    def accepts(cls, data_shape: tuple[int, ...]) -> bool:
+        """Whether this protocol scores data of this sample shape when the data set
+        names no protocol of its own."""
+        return False
+
+    @classmethod
+    def from_request(cls, req: ProtocolRequest) -> Protocol:
+        raise NotImplementedError
+
+    def score(self, fake: Any) -> dict[str, Any]:
         raise NotImplementedError

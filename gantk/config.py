@@ -1,153 +1,169 @@
-"""The run configuration and the presets from the papers."""
+"""The run configuration: one source for every option of ``gantk train``.
+
+Each :class:`TrainConfig` field carries an :class:`Option` in its metadata: the help
+text, the CLI flag, the valid values and whether ``--resume`` may change it. The CLI's
+parameters (gantk/cli.py), :meth:`TrainConfig.validate`, the resume rules
+(:data:`RESUME_OVERRIDABLE`) and the README's option table (:func:`options_markdown`)
+are all derived from it; :data:`EXTRA_OPTIONS` describes the few ``gantk train``
+options that are not run settings. Presets and tuned settings are data in
+:mod:`gantk.presets`.
+"""
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, UnknownComponentError, UsageError
+from .presets import DEFAULT_PRESET, PRESETS
 
-#: Presets (explicit flags override). Optimizer settings follow each paper:
-#: GAN — DCGAN's Adam 2e-4, β = (0.5, 0.999); WGAN — RMSProp 5e-5, n_critic 5, c = 0.01;
-#: WGAN-GP — Algorithm 1: Adam 1e-4, β = (0, 0.9), λ = 10, n_critic 5;
-#: SN-GAN — hinge loss, Adam 2e-4, β = (0, 0.9), n_critic 5.
-PRESETS: dict[str, dict[str, Any]] = {
-    "gan": {"loss": "minimax", "lipschitz": "none", "optimizer": "adam", "lr": 2e-4,
-            "betas": (0.5, 0.999), "n_critic": 1},
-    "wgan": {"loss": "wasserstein", "lipschitz": "clip", "optimizer": "rmsprop", "lr": 5e-5,
-             "betas": (0.5, 0.999), "n_critic": 5},
-    "wgan-gp": {"loss": "wasserstein", "lipschitz": "gp", "optimizer": "adam", "lr": 1e-4,
-                "betas": (0.0, 0.9), "n_critic": 5},
-    "sngan": {"loss": "hinge", "lipschitz": "sn", "optimizer": "adam", "lr": 2e-4,
-              "betas": (0.0, 0.9), "n_critic": 5},
-    # WGAN-GP on scikit-learn's 8x8 digits upscaled to 16x16 with a small DCGAN (width 32,
-    # batch 32, Adam 2e-4, beta = (0.5, 0.9)): about 9 minutes on a shared 2-core CPU with
-    # one torch thread, digits of every class (docs/images/digits-wgan-gp.png).
-    "digits": {"data": "digits", "data_options": {"size": 16}, "model": "dcgan",
-               "model_options": {"width": 32}, "loss": "wasserstein", "lipschitz": "gp",
-               "optimizer": "adam", "lr": 2e-4, "betas": (0.5, 0.9), "n_critic": 5,
-               "batch_size": 32, "steps": 3000, "image_every": 500, "checkpoint_every": 500},
-}
-DEFAULT_PRESET = "wgan-gp"
 LR_DECAYS = ("none", "linear")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+AMP_MODES = ("off", "bf16")
 
 
-def infer_preset(loss: str | None, lipschitz: str | None) -> str:
-    """The preset whose (loss, enforcer) pair matches what the user chose; the default
-    preset's optimizer settings otherwise."""
-    if loss is None and lipschitz is None:
-        return DEFAULT_PRESET
-    for name, p in PRESETS.items():
-        if (loss in (None, p["loss"])) and (lipschitz in (None, p["lipschitz"])):
-            return name
-    if lipschitz in ("gp", "lp") or (lipschitz is None and loss == "wasserstein"):
-        return "wgan-gp"
-    if lipschitz == "clip":
-        return "wgan"
-    if lipschitz == "sn":
-        return "sngan"
-    if loss in ("minimax", "ns", "lsgan") and lipschitz in (None, "none"):
-        return "gan"
-    return DEFAULT_PRESET
+@dataclass(frozen=True)
+class Option:
+    """What ``gantk train`` knows of one config field.
+
+    ``flag``: the long flag (default ``--field-name``), ``""`` for a field set only
+    through ``-O`` or a preset; ``off_flag``: the negative flag of a boolean;
+    ``default``: what the help shows as the default (presets and data sets choose
+    many values); ``ge``/``gt``/``lt``: numeric bounds; ``choices``: valid values;
+    ``unknown``: report a bad choice as an unknown component named so; ``check``: a
+    callable returning an error message or None; ``resume``: may change on ``--resume``;
+    ``metavar`` and ``parse``: the CLI's spelling of a value that is not a plain type
+    (betas: ``"0,0.9"``)."""
+
+    help: str
+    flag: str | None = None
+    off_flag: str | None = None
+    default: str = ""
+    ge: float | None = None
+    gt: float | None = None
+    lt: float | None = None
+    choices: tuple[str, ...] | None = None
+    unknown: str | None = None
+    check: Callable[[Any], str | None] | None = None
+    resume: bool = False
+    metavar: str | None = None
+    parse: Callable[[str], Any] | None = None
+    note: str = ""
+
+
+def _opt(default: Any, option: Option, factory: Callable[[], Any] | None = None):
+    if factory is not None:
+        return field(default_factory=factory, metadata={"option": option})
+    return field(default=default, metadata={"option": option})
+
+
+def parse_betas(text: str) -> tuple[float, float]:
+    """``"0,0.9"`` → (0.0, 0.9); ValueError for anything else."""
+    b1, b2 = (float(x) for x in text.replace(" ", "").split(","))
+    return (b1, b2)
+
+
+def _check_betas(betas: Any) -> str | None:
+    ok = isinstance(betas, (tuple, list)) and len(betas) == 2 and all(
+        isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)
+    return None if ok else f"must lie in [0, 1), got {tuple(betas) if isinstance(betas, list) else betas}"
+
+
+def _check_device(device: Any) -> str | None:
+    if isinstance(device, str) and (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
+        return None
+    return f"must be auto, cpu or cuda, got {device!r}"
 
 
 @dataclass
 class TrainConfig:
     """Everything that defines a run; stored as JSON in every checkpoint."""
 
-    data: str = "25gaussians"
-    data_options: dict[str, Any] = field(default_factory=dict)
-    model: str | None = None
-    model_options: dict[str, Any] = field(default_factory=dict)
-    loss: str = "wasserstein"
-    loss_options: dict[str, Any] = field(default_factory=dict)
-    lipschitz: str = "gp"
-    lipschitz_options: dict[str, Any] = field(default_factory=dict)
-    preset: str = DEFAULT_PRESET
-    steps: int = 1000
-    batch_size: int = 256
-    n_critic: int = 5
-    optimizer: str = "adam"
-    lr: float = 1e-4
-    #: learning-rate schedule of both optimizers: "none" (constant) or "linear" (from lr
-    #: at step 0 down to 0 at the last step, as the WGAN-GP authors' CIFAR-10 code does;
-    #: recommended for the toy sets, where it is what sharpens the modes)
-    lr_decay: str = "none"
-    #: the linear decay stops at this fraction of lr and holds it to the end (0: down to
-    #: 0 at the last step)
-    lr_floor: float = 0.0
-    betas: tuple[float, float] = (0.0, 0.9)
-    latent_dim: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    out: str = "runs"
-    name: str | None = None
-    log_every: int = 50
-    checkpoint_every: int = 500
-    image_every: int = 500
-    keep: int = 3
-    allow_batchnorm: bool = False
-    #: compute the Lipschitz penalty on every k-th critic step only, multiplied by k so its
-    #: expected weight is unchanged (StyleGAN2's lazy regularization; see Trainer.critic_step)
-    penalty_every: int = 1
-    #: score real and fake samples in one batched critic forward (critics without
-    #: BatchNorm only; the per-sample scores are the same as with two forwards; under
-    #: spectral norm, sigma's power iteration then runs once per critic step, not twice)
-    joint_forward: bool = True
-    #: mixed precision: "bf16" runs the networks' forward passes under torch.autocast in
-    #: bfloat16 (weights and optimizer state stay float32, and so does the arithmetic of
-    #: the penalty's norms; the input gradient itself is taken through the bf16 critic)
-    amp: str = "off"
-    #: store image batches and conv weights channels-last (NHWC), the layout cuDNN's and
-    #: oneDNN's fastest convolutions use
-    channels_last: bool = False
-    #: an exponential moving average of the generator's weights, updated after every
-    #: generator step with this decay (0 = off); checkpoints store it beside the weights,
-    #: and sampling, evaluation and the pictures use it (``--raw`` for the weights
-    #: themselves). The first updates use min(decay, (1 + t) / (10 + t)) so the
-    #: average soon forgets the initial weights.
-    ema: float = 0.0
+    data: str = _opt("25gaussians", Option(
+        "Dataset name (see `gantk plugins`), a tensor file (.safetensors, .npy, .npz) or an image folder.",
+        default="25gaussians"))
+    data_options: dict[str, Any] = _opt(None, Option("Options of the data set (-O data.KEY=VALUE).", flag=""),
+                                        dict)
+    model: str | None = _opt(None, Option("Model family.", default="mlp for points, dcgan for images"))
+    model_options: dict[str, Any] = _opt(None, Option("Options of the model (-O model.KEY=VALUE).", flag=""), dict)
+    loss: str = _opt("wasserstein", Option(
+        "Adversarial loss: minimax, ns, wasserstein, hinge, lsgan, or a plugin's.", default="from the preset"))
+    loss_options: dict[str, Any] = _opt(None, Option("Options of the loss (-O loss.KEY=VALUE).", flag=""), dict)
+    lipschitz: str = _opt("gp", Option(
+        "Lipschitz enforcer: none, clip, gp, lp, sn, or a plugin's.", default="from the preset"))
+    lipschitz_options: dict[str, Any] = _opt(None, Option(
+        "Options of the enforcer (-O lipschitz.KEY=VALUE).", flag=""), dict)
+    preset: str = _opt(DEFAULT_PRESET, Option(
+        "Loss, enforcer and optimizer settings from a paper (gan, wgan, wgan-gp, sngan) or the digits "
+        "run (digits); flags override.", default="inferred from --loss/--lipschitz, else wgan-gp",
+        choices=tuple(PRESETS), unknown="preset"))
+    steps: int = _opt(1000, Option("Generator updates (total, also when resuming).", default="1000", ge=1,
+                                   resume=True))
+    batch_size: int = _opt(256, Option("Samples per batch.", default="256", ge=1))
+    n_critic: int = _opt(5, Option("Critic updates per generator update.", default="from the preset", ge=1))
+    optimizer: str = _opt("adam", Option("adam, rmsprop or sgd.", default="from the preset", choices=OPTIMIZERS,
+                                         unknown="optimizer"))
+    lr: float = _opt(1e-4, Option("Learning rate of both networks.", default="from the preset", gt=0))
+    lr_decay: str = _opt("none", Option(
+        "Learning-rate schedule: none, or linear (lr down to 0 at the last step, as in the WGAN-GP authors' "
+        "CIFAR-10 code, or to --lr-floor).", default="linear for the toy sets, else none", choices=LR_DECAYS))
+    lr_floor: float = _opt(0.0, Option(
+        "With --lr-decay linear: stop the decay at this fraction of --lr and hold it.",
+        default="0 (down to 0); 0.3 for WGAN-GP on the toy mixtures", ge=0, lt=1))
+    betas: tuple[float, float] = _opt((0.0, 0.9), Option(
+        "Adam betas, e.g. 0,0.9.", default="from the preset", check=_check_betas, metavar="B1,B2",
+        parse=parse_betas))
+    latent_dim: int | None = _opt(None, Option("Latent size.", default="2 for 2-D toy data, else the model's",
+                                               ge=1))
+    seed: int = _opt(0, Option("Random seed (data, initialisation, noise).", default="0"))
+    device: str = _opt("auto", Option("auto, cpu or cuda (cuda:N).", default="auto", check=_check_device,
+                                      resume=True))
+    out: str = _opt("runs", Option("Folder that receives run folders.", default="runs"))
+    name: str | None = _opt(None, Option("Run folder name.", default="DATA-PRESET-TIME"))
+    log_every: int = _opt(50, Option("Write metrics.jsonl every N steps (0: at the end only).", default="50",
+                                     ge=0, resume=True))
+    checkpoint_every: int = _opt(500, Option("Checkpoint every N steps (and at the end).", default="500", ge=0,
+                                             resume=True))
+    image_every: int = _opt(500, Option("Picture every N steps (and at the end).", default="500", ge=0,
+                                        resume=True))
+    keep: int = _opt(3, Option("Checkpoints kept.", default="3", ge=1, resume=True))
+    allow_batchnorm: bool = _opt(False, Option(
+        "Allow a BatchNorm critic under gp/lp (wrong per-sample penalty; not recommended).", default="off"))
+    #: see Trainer.critic_step for how the lazy penalty is weighted
+    penalty_every: int = _opt(1, Option(
+        "Lazy regularization: the Lipschitz penalty on every k-th critic step only, weighted k times "
+        "(StyleGAN2).", default="1 (every step); 4 for WGAN-GP on the toy mixtures", ge=1))
+    #: the per-sample scores are the same as with two forwards; under spectral norm,
+    #: sigma's power iteration then runs once per critic step, not twice
+    joint_forward: bool = _opt(True, Option(
+        "Score real and fake in one batched critic forward (critics without BatchNorm).",
+        off_flag="--separate-forward", default="joint"))
+    amp: str = _opt("off", Option(
+        "Mixed precision: off, or bf16 (autocast forward passes; weights, optimizer state and the penalty's "
+        "norm arithmetic stay float32).", default="off", choices=AMP_MODES, resume=True))
+    channels_last: bool = _opt(False, Option(
+        "Channels-last (NHWC) images and conv weights, the fast layout of cuDNN and oneDNN convolutions.",
+        default="off", resume=True))
+    ema: float = _opt(0.0, Option(
+        "Keep an exponential moving average of the generator's weights with this decay per step; samples, "
+        "pictures and evaluations use it (sample/eval --raw: the weights themselves).",
+        default="0 (off); 0.99 for WGAN-GP on the toy mixtures", ge=0, lt=1, note=" (0 = off)"))
 
     def validate(self) -> None:
-        def bad(msg):
-            raise UsageError(msg)
-
-        if self.preset not in PRESETS:
-            raise UnknownComponentError("preset", self.preset, PRESETS)
-        if not self.steps >= 1:
-            bad(f"--steps must be >= 1, got {self.steps}")
-        if not self.batch_size >= 1:
-            bad(f"--batch-size must be >= 1, got {self.batch_size}")
-        if not self.n_critic >= 1:
-            bad(f"--n-critic must be >= 1, got {self.n_critic}")
-        if not (self.lr > 0) or self.lr != self.lr or self.lr == float("inf"):
-            bad(f"--lr must be > 0, got {self.lr}")
-        if self.lr_decay not in LR_DECAYS:
-            bad(f"--lr-decay must be {' or '.join(LR_DECAYS)}, got {self.lr_decay!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise UnknownComponentError("optimizer", self.optimizer, OPTIMIZERS)
-        b1, b2 = self.betas
-        if not (0 <= b1 < 1 and 0 <= b2 < 1):
-            bad(f"--betas must lie in [0, 1), got {self.betas}")
-        if self.latent_dim is not None and self.latent_dim < 1:
-            bad(f"--latent-dim must be >= 1, got {self.latent_dim}")
-        for k in ("log_every", "checkpoint_every", "image_every"):
-            if getattr(self, k) < 0:
-                bad(f"--{k.replace('_', '-')} must be >= 0")
-        if self.penalty_every < 1:
-            bad(f"--penalty-every must be >= 1, got {self.penalty_every}")
-        if self.amp not in ("off", "bf16"):
-            bad(f"--amp must be off or bf16, got {self.amp!r}")
-        if not (0 <= self.lr_floor < 1):
-            bad(f"--lr-floor must lie in [0, 1), got {self.lr_floor}")
-        if not (0 <= self.ema < 1):
-            bad(f"--ema must lie in [0, 1) (0 = off), got {self.ema}")
-        if self.keep < 1:
-            bad(f"--keep must be >= 1, got {self.keep}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            bad(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        """Check every field against its :class:`Option`; raises :class:`UsageError`
+        (or :class:`UnknownComponentError` for a preset or optimizer nobody knows)."""
+        for f in dataclasses.fields(self):
+            msg = check_value(f.name, getattr(self, f.name))
+            if msg:
+                opt = option(f.name)
+                value = getattr(self, f.name)
+                if opt.unknown and opt.choices is not None:
+                    raise UnknownComponentError(opt.unknown, str(value), opt.choices)
+                raise UsageError(f"{flag_of(f.name)} {msg}")
 
     def to_json(self) -> str:
         d = dataclasses.asdict(self)
@@ -158,7 +174,7 @@ class TrainConfig:
     def from_json(cls, text: str) -> TrainConfig:
         try:
             d = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise ConfigError(f"run config is not valid JSON: {exc}") from None
         if not isinstance(d, dict):
             raise ConfigError("run config is not a JSON object")
@@ -167,91 +183,87 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"run config has unknown keys: {', '.join(sorted(unknown))}")
         if "betas" in d:
-            d["betas"] = tuple(d["betas"])
+            d["betas"] = tuple(d["betas"]) if isinstance(d["betas"], list) else d["betas"]
         # runs saved before the joint real+fake forward existed scored them separately
         d.setdefault("joint_forward", False)
         return cls(**d)
 
 
-def make_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
-    """Build a config from a preset (inferred from loss/lipschitz when not given) and
-    explicit overrides (``None`` values mean "not given")."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    explicit_preset = preset is not None
-    if preset is None:
-        preset = infer_preset(given.get("loss"), given.get("lipschitz"))
-    if preset not in PRESETS:
-        raise UnknownComponentError("preset", preset, PRESETS)
-    import copy
-
-    base = copy.deepcopy(PRESETS[preset])
-    base["preset"] = preset
-    for key, value in given.items():
-        if key.endswith("_options") and isinstance(base.get(key), dict):
-            base[key] = {**base[key], **value}  # -O merges into a preset's options
-        else:
-            base[key] = value
-    notes = [] if explicit_preset else _apply_data_recommendations(base, given)
-    if "betas" in base:
-        base["betas"] = tuple(base["betas"])
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(base) - names
-    if unknown:
-        raise UsageError(f"unknown config keys: {', '.join(sorted(unknown))}")
-    cfg = TrainConfig(**base)
-    cfg.validate()
-    cfg.notes = notes  # shown by the Trainer (rank 0): what the data set chose
-    return cfg
+def option(name: str) -> Option:
+    """The :class:`Option` of config field ``name``."""
+    return _OPTIONS[name]
 
 
-def _apply_data_recommendations(base: dict[str, Any], given: dict[str, Any]) -> list[str]:
-    """Apply the settings the data set recommends to the keys the user did not give:
-    ``Dataset.recommended`` for every method, then ``Dataset.tuned[preset]`` for the
-    run's (inferred) preset only and ``Dataset.tuned["preset+enforcer"]`` for that
-    preset with that Lipschitz enforcer only, so that settings tuned for one method
-    never replace another method's paper settings. Model options are recommended as a
-    set: none applies when the user gave any model option (``-O model.width=64`` means
-    both networks 64 wide, not a 64-wide critic beside a recommended 512-wide
-    generator). Only used when no preset was named: ``--preset wgan-gp`` always means
-    the paper's settings. Returns one note per applied setting."""
-    from .plugins import get_registry
+def flag_of(name: str) -> str:
+    """The CLI flag of field (or extra option) ``name`` (``--batch-size``)."""
+    opt = _OPTIONS[name] if name in _OPTIONS else EXTRA_OPTIONS[name][1]
+    return (opt.flag or "--" + name.replace("_", "-")).split(",")[0]
 
-    data = base.get("data", TrainConfig.data)
-    reg = get_registry("dataset")
-    if not isinstance(data, str) or data not in reg:
-        return []
-    ds = reg.get(data)
-    preset = base.get("preset")
-    notes = []
-    scoped = [(key, value, f"{data}") for key, value in ds.recommended.items()]
-    scoped += [(key, value, f"{data} with {preset}") for key, value in (ds.tuned.get(preset) or {}).items()]
-    enforcer = base.get("lipschitz")
-    scoped += [(key, value, f"{data} with {preset} and {enforcer}")
-               for key, value in (ds.tuned.get(f"{preset}+{enforcer}") or {}).items()]
-    chosen: dict[str, tuple[Any, str]] = {}
-    for key, value, why in scoped:  # the narrower scope wins, with one note per key
-        chosen.pop(key, None)
-        chosen[key] = (value, why)
-    for key, (value, why) in chosen.items():
-        if "." in key:
-            kind, opt = key.split(".", 1)
-            name = base.get(kind)
-            if kind == "model" and not name:  # the model chosen for this data when none is named
-                from .train import default_model_for
 
-                name = default_model_for(ds.modality)
-            kreg = get_registry(kind)
-            if not name or name not in kreg or opt not in kreg.get(name).options:
-                continue
-            if opt in given.get(f"{kind}_options", {}) or opt in base.get(f"{kind}_options", {}):
-                continue
-            if kind == "model" and given.get("model_options"):
-                continue  # the network's shape is one choice: the user made it
-            base[f"{kind}_options"] = {**base.get(f"{kind}_options", {}), opt: value}
-            notes.append(f"{kind} option {opt} = {value} (recommended for {why}; -O {kind}.{opt}=... overrides)")
-        elif key not in given:
-            base[key] = value
-            flag = "--" + key.replace("_", "-")
-            shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
-            notes.append(f"{key} = {shown} (recommended for {why}; {flag} overrides, --preset uses the paper's)")
-    return notes
+def check_value(name: str, value: Any) -> str | None:
+    """Why ``value`` is not valid for field (or extra option) ``name`` (the text after
+    the flag), or None."""
+    opt = _OPTIONS[name] if name in _OPTIONS else EXTRA_OPTIONS[name][1]
+    if value is None:
+        return None
+    if opt.choices is not None and value not in opt.choices:
+        return f"must be {' or '.join(opt.choices)}, got {value!r}"
+    if opt.check is not None:
+        return opt.check(value)
+    if opt.ge is not None or opt.gt is not None or opt.lt is not None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, got {value!r}"
+        bad = (isinstance(value, float) and not math.isfinite(value)) or (
+            (opt.ge is not None and value < opt.ge) or (opt.gt is not None and value <= opt.gt)
+            or (opt.lt is not None and value >= opt.lt))
+        if bad:
+            lo = f"{opt.ge:g}" if opt.ge is not None else f"{opt.gt:g}"
+            if opt.lt is not None:
+                return f"must lie in [{lo}, {opt.lt:g}){opt.note}, got {value}"
+            return f"must be {'>=' if opt.ge is not None else '>'} {lo}, got {value}"
+    return None
+
+
+_OPTIONS: dict[str, Option] = {f.name: f.metadata["option"] for f in dataclasses.fields(TrainConfig)}
+
+#: The fields ``--resume`` may change (the others would make a different run).
+RESUME_OVERRIDABLE: tuple[str, ...] = tuple(n for n, o in _OPTIONS.items() if o.resume)
+
+
+#: ``gantk train`` options that are not config fields: shorthands for component options
+#: and settings of the process, not of the run. name → (type, Option); ``flag`` may hold
+#: a short alias after a comma.
+EXTRA_OPTIONS: dict[str, tuple[type, Option]] = {
+    "lambda_": (float, Option("Penalty weight λ of gp/lp (same as -O lipschitz.lambda=...).", flag="--lambda",
+                              default="10")),
+    "clip": (float, Option("Clipping bound c of clip (same as -O lipschitz.c=...).", default="0.01")),
+    "option": (list[str], Option("Component option KIND.KEY=VALUE (KIND: data, model, loss, lipschitz); "
+                                 "repeatable, e.g. -O lipschitz.k=0 -O model.width=256.", flag="--option,-O")),
+    "resume": (Path, Option("Continue the run in this folder (or from this checkpoint) with its stored config; "
+                            f"only {', '.join(flag_of(k) for k in RESUME_OVERRIDABLE)} may change.")),
+    "eval_every": (int, Option("Evaluate the generator every K steps (and at the end) with 1000 samples, as "
+                               "`gantk eval` does; appends to eval.jsonl in the run folder.", default="off", ge=1)),
+    "resolution": (int, Option("Image side in pixels for image data (-O data.resolution=..., or data.size=... "
+                               "for digits).", default="the data set's")),
+    "channels": (int, Option("Image channels for image folders: 3 (RGB) or 1 (grayscale) (-O data.channels=...).",
+                             default="3")),
+    "threads": (int, Option("CPU threads for torch (1 is often fastest on a busy machine).",
+                            default="torch's choice", ge=1)),
+}
+
+
+def cli_fields() -> list[dataclasses.Field]:
+    """The fields that have a flag of their own, in definition order."""
+    return [f for f in dataclasses.fields(TrainConfig) if _OPTIONS[f.name].flag != ""]
+
+
+def options_markdown() -> str:
+    """The README's table of ``gantk train`` options, generated from the config."""
+    rows = ["| flag | meaning | default | may change on `--resume` |", "|---|---|---|---|"]
+    named = [(f.name, _OPTIONS[f.name]) for f in cli_fields()] + [(k, o) for k, (_, o) in EXTRA_OPTIONS.items()]
+    for name, opt in named:
+        flags = [flag_of(name)] + ([opt.off_flag] if opt.off_flag else []) + (opt.flag or "").split(",")[1:]
+        resume = "yes" if opt.resume else ("-" if name in EXTRA_OPTIONS else "no")
+        rows.append(f"| {' / '.join(f'`{f}`' for f in flags)} | {opt.help.replace('|', '/')} | "
+                    f"{opt.default or '-'} | {resume} |")
+    return "\n".join(rows) + "\n"

@@ -1,7 +1,8 @@
-"""Exception types raised by gantk.
+"""Every exception and warning class of gantk (a leaf module: it imports nothing of gantk).
 
 Library code raises these and never exits the process; only the CLI's ``main()``
-turns them into a one-line message and a non-zero exit code.
+turns them into a one-line message and a non-zero exit code. Warnings are
+:class:`GantkWarning` (advice) and :class:`GantkNote` (a choice gantk made).
 """
 from __future__ import annotations
 
@@ -66,3 +67,23 @@ class ExtensionError(GantkError):
 
 class TrainingError(GantkError):
     """Training cannot go on (e.g. the losses became NaN)."""
+
+
+class DistributedError(GantkError):
+    """The process group could not be set up."""
+
+
+class TrainingInterrupted(GantkError):
+    """SIGINT/SIGTERM: the run stopped after writing a checkpoint."""
+
+    def __init__(self, msg: str, exit_code: int):
+        super().__init__(msg)
+        self.exit_code = exit_code
+
+
+class GantkWarning(UserWarning):
+    """Advice about a run (e.g. Adam with weight clipping)."""
+
+
+class GantkNote(UserWarning):
+    """Information about a choice gantk made for the user (shown as a note)."""

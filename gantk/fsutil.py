@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import threading
@@ -105,8 +106,6 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read a JSON-lines file written with :func:`append_line`, skipping a last line
     left incomplete by a crash."""
-    import json
-
     records = []
     with open(path, encoding="utf-8") as f:
         lines = f.read().split("\n")

@@ -51,3 +51,14 @@ def register_datasets(register):
     open paths overrides ``Dataset.can_open(path)``, so ``--data some/file`` finds
     it. The return value is ignored.
     """
+
+
+@hookspec
+def register_protocols(register):
+    """Register evaluation protocols (what ``gantk eval`` and ``--eval-every`` compute).
+
+    Called once per plugin when the registry is built. ``register(cls)`` takes a
+    subclass of :class:`gantk.Protocol` with a unique ``name``. A data set chooses its
+    protocol by name (``Dataset.protocol``); a protocol whose ``accepts(data_shape)``
+    is true scores data whose set names none. The return value is ignored.
+    """

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .fsutil import atomic_path
 
 
 def _plt():
+    # matplotlib loads on the first picture, not with gantk (start-up time), and the
+    # Agg backend must be chosen before pyplot is imported
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -99,8 +102,6 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, min_
 
 
 def save_image_grid(path: str | Path, images: torch.Tensor, nrow: int | None = None) -> Path:
-    from PIL import Image
-
     arr = image_grid(images, nrow)
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -126,3 +127,15 @@ def plot_tensor_samples(path: str | Path, samples: torch.Tensor, title: str | No
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
+
+
+def save_samples_picture(path: str | Path, samples: torch.Tensor, modality: str, *, title: str | None = None,
+                         real: torch.Tensor | None = None, critic: torch.nn.Module | None = None) -> Path:
+    """The picture of generated samples for their modality: a scatter (with ``real``
+    points and the ``critic``'s contours when given) for 2-D points, a grid for images,
+    coordinate histograms for anything else."""
+    if modality == "points":
+        return plot_points(path, samples, real, critic, title=title)
+    if modality == "image":
+        return save_image_grid(path, samples)
+    return plot_tensor_samples(path, samples, title=title)

@@ -21,9 +21,10 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .components import Dataset, GANModel, LipschitzEnforcer, Loss
+from .components import Dataset, GANModel, LipschitzEnforcer, Loss, Protocol
 from .errors import PluginError
 from .registry import Registry
+from .version import __version__
 
 DEFAULT_PLUGINS = (
     "gantk.default_plugins.losses",
@@ -32,6 +33,9 @@ DEFAULT_PLUGINS = (
     "gantk.default_plugins.datasets",
     "gantk.default_plugins.image_models",
     "gantk.default_plugins.image_data",
+    # the evaluation protocols use gantk.eval's metrics, so they live there; loaded by
+    # name at run time like any plugin (no static import from this layer upwards)
+    "gantk.eval.protocols",
 )
 
 ENV_LOAD = "GANTK_LOAD_PLUGINS"
@@ -42,11 +46,13 @@ KINDS = {
     "register_losses": ("loss", Loss),
     "register_lipschitz": ("lipschitz", LipschitzEnforcer),
     "register_datasets": ("dataset", Dataset),
+    "register_protocols": ("protocol", Protocol),
 }
 _HINTS = {"lipschitz": "a plugin package may provide more (see `gantk plugins`)",
           "loss": "a plugin package may provide more (see `gantk plugins`)",
           "model": "a plugin package may provide more (see `gantk plugins`)",
-          "dataset": "or give a path to a tensor file or folder"}
+          "dataset": "or give a path to a tensor file or folder",
+          "protocol": "a plugin package may provide more (see `gantk plugins`)"}
 
 
 @dataclass
@@ -109,8 +115,6 @@ def load_plugins(*, reload: bool = False) -> pluggy.PluginManager:
         pm = _new_pm()
         infos: dict[str, PluginInfo] = {}
         failures: list[PluginInfo] = []
-        from . import __version__
-
         for modname in DEFAULT_PLUGINS:
             mod = importlib.import_module(modname)
             pm.register(mod, name=modname)
@@ -206,7 +210,7 @@ def _build_registries() -> dict[str, Registry]:
 
 
 def registries() -> dict[str, Registry]:
-    """The four registries: ``model``, ``loss``, ``lipschitz``, ``dataset``."""
+    """The registries: ``model``, ``loss``, ``lipschitz``, ``dataset``, ``protocol``."""
     load_plugins()
     with _lock:
         assert _state is not None

@@ -1,11 +1,11 @@
-"""The rich progress display of ``gantk train`` (a :class:`gantk.train.Callback`)."""
+"""The rich progress display of ``gantk train`` (a :class:`gantk.training.Callback`)."""
 from __future__ import annotations
 
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .train import Callback, TrainResult
+from .training import Callback, TrainResult
 
 
 def format_metrics(m: dict[str, float]) -> str:

@@ -5,12 +5,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
+from safetensors.torch import save
+from torch import nn
 
 from . import checkpoint as ckpt_mod
+from . import plots
 from .data import modality_of
 from .errors import CheckpointError, OutputError, UsageError
 from .fsutil import atomic_path
 from .plugins import get_registry
+from .training import resolve_device
 
 SUFFIXES = (".safetensors", ".png")
 
@@ -62,6 +67,32 @@ def weights_used(ck: ckpt_mod.Checkpoint, raw: bool = False) -> str:
     return "ema" if has_average(ck) and not raw else "raw"
 
 
+def latents(n: int, latent_dim: int, seed: int) -> torch.Tensor:
+    """``n`` latents z ~ N(0, I) drawn with ``seed`` on the CPU, so the same seed gives
+    the same latents on every device."""
+    return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def run_generator(generator: nn.Module, z: torch.Tensor, device=None, batch_size: int = 1024) -> torch.Tensor:
+    """The generator's samples for latents ``z`` (float32, on the CPU), in chunks of
+    ``batch_size``, in eval mode; the module's mode is restored afterwards."""
+    device = device if device is not None else next(iter(generator.parameters()), torch.empty(0)).device
+    was = generator.training
+    generator.eval()
+    try:
+        xs = [generator(chunk.to(device)).float().cpu() for chunk in z.split(batch_size)]
+    finally:
+        generator.train(was)
+    return torch.cat(xs)
+
+
+def generate(generator: nn.Module, latent_dim: int, n: int, seed: int, device=None,
+             batch_size: int = 1024) -> torch.Tensor:
+    """``n`` samples from the latents :func:`latents` draws with ``seed``."""
+    return run_generator(generator, latents(n, latent_dim, seed), device, batch_size)
+
+
 @torch.no_grad()
 def sample(
     checkpoint: str | Path,
@@ -91,38 +122,24 @@ def sample(
             raise OutputError(f"cannot write {out}: it is a folder")
         if out.parent and not out.parent.exists():
             raise OutputError(f"cannot write {out}: folder {out.parent} does not exist")
-    from .train import resolve_device
-
     dev = resolve_device(device)
     G, ck, shape, latent = load_generator(checkpoint, dev, raw=raw)
     if each and modality_of(shape) != "image":
         raise UsageError(f"--each writes one PNG per image, but this run's samples have shape {tuple(shape)} "
                          "(not images); write a .png or .safetensors file instead")
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, latent, generator=g)
-    xs = [G(chunk.to(dev)).float().cpu() for chunk in z.split(batch_size)]
-    x = torch.cat(xs)
+    z = latents(n, latent, seed)
+    x = run_generator(G, z, dev, batch_size)
     if each:
         save_each(out, x)
     elif out.suffix.lower() == ".safetensors":
-        from safetensors.torch import save
-
         meta = {"checkpoint": str(ck.path), "step": str(ck.step), "seed": str(seed),
                 "weights": weights_used(ck, raw),
                 "config": ck.config.to_json(), "format": "gantk-samples-1"}
         with atomic_path(out) as tmp:
             tmp.write_bytes(save({"samples": x.contiguous(), "latents": z.contiguous()}, metadata=meta))
     else:
-        from . import plots
-
-        modality = modality_of(shape)
         title = f"{n} samples, {ck.path.parent.parent.name} step {ck.step}, seed {seed}"
-        if modality == "points":
-            plots.plot_points(out, x, title=title)
-        elif modality == "image":
-            plots.save_image_grid(out, x)
-        else:
-            plots.plot_tensor_samples(out, x, title=title)
+        plots.save_samples_picture(out, x, modality_of(shape), title=title)
     return SampleResult(out, n, ck.step, ck.path, tuple(shape), weights_used(ck, raw))
 
 
@@ -141,8 +158,6 @@ def save_each(folder: str | Path, images: torch.Tensor) -> list[Path]:
     """Write (N, C, H, W) images in [−1, 1] as ``sample-00000.png``, ... (C = 1, 2, 3, 4:
     grayscale, grayscale + alpha, RGB, RGBA) at their own size; each file is written
     atomically."""
-    from PIL import Image
-
     folder = Path(folder)
     folder.mkdir(exist_ok=True)
     x = images.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)

@@ -33,7 +33,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def small_cfg(tmp_path):
     """A tiny, fast config factory for training tests."""
-    from gantk.config import make_config
+    from gantk.resolve import make_config
 
     def make(**kw):
         base = dict(

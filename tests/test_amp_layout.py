@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from gantk.errors import UsageError
-from gantk.train import Trainer
+from gantk.training import Trainer
 
 
 def _trainer(cfg) -> Trainer:

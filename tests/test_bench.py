@@ -24,7 +24,7 @@ def test_reference_loop_trains_like_the_trainer(small_cfg):
 
     import torch
 
-    from gantk.train import Trainer
+    from gantk.training import Trainer
 
     tr = Trainer(small_cfg())
     loop = ReferenceLoop(copy.deepcopy(tr.G), copy.deepcopy(tr.D), tr.c.data, tr.c.latent_dim, 64, 1e-3, (0.0, 0.9), 10.0)
@@ -38,7 +38,7 @@ def test_reference_loop_trains_like_the_trainer(small_cfg):
 
 def test_levers_are_timed_with_their_settings(tmp_path, monkeypatch):
     """Each lever runs a Trainer built with its overrides, averaged over k critic steps."""
-    from gantk import train as train_mod
+    from gantk import training as train_mod
 
     built = []
     real_init = train_mod.Trainer.__init__

@@ -20,8 +20,8 @@ from gantk.fsutil import read_jsonl
 
 @pytest.fixture(scope="module")
 def good_checkpoint(tmp_path_factory):
-    from gantk.config import make_config
-    from gantk.train import Trainer
+    from gantk.resolve import make_config
+    from gantk.training import Trainer
 
     out = tmp_path_factory.mktemp("ck")
     cfg = make_config(None, data="8gaussians", data_options={"n": 256}, model_options={"width": 8, "depth": 1},
@@ -77,8 +77,8 @@ def test_wrong_shapes_are_refused(tmp_path, good_checkpoint):
 
 
 def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
-    from gantk.config import make_config
-    from gantk.train import Trainer
+    from gantk.resolve import make_config
+    from gantk.training import Trainer
 
     cfg = make_config(None, data="8gaussians", data_options={"n": 256}, model_options={"width": 8, "depth": 1},
                       steps=3, batch_size=16, out=str(tmp_path), name="r", checkpoint_every=1, image_every=0,

@@ -76,7 +76,7 @@ def test_sample_png_and_checkpoint_file(trained_run, tmp_path):
 
 
 def test_presets_set_paper_defaults(tmp_path):
-    from gantk.config import make_config
+    from gantk.resolve import make_config
 
     c = make_config("wgan")
     assert (c.loss, c.lipschitz, c.optimizer, c.lr, c.n_critic) == ("wasserstein", "clip", "rmsprop", 5e-5, 5)
@@ -137,7 +137,7 @@ def test_resume_continues(trained_run, tmp_path):
 
 
 def test_resume_equals_straight_run(tmp_path, small_cfg):
-    from gantk.train import Trainer, resume
+    from gantk.training import Trainer, resume
 
     # constant lr: a linear decay is laid out over --steps, which differs between the two
     # (tests/test_lr_decay.py resumes a decayed run that was stopped part-way)
@@ -287,7 +287,8 @@ def test_debug_variable_shows_traceback(tmp_path, monkeypatch):
 
 
 def test_option_merges_into_preset_options_and_presets_stay_intact():
-    from gantk.config import PRESETS, make_config
+    from gantk.presets import PRESETS
+    from gantk.resolve import make_config
 
     before = repr(PRESETS)
     c = make_config("digits", model_options={"critic_norm": "none"})

@@ -1,4 +1,4 @@
-"""Multi-process training (gantk.distributed): 2 CPU processes with Gloo, started by
+"""Multi-process training (gantk.training.distributed): 2 CPU processes with Gloo, started by
 ``python -m torch.distributed.run``, against one process on the same global batch."""
 import json
 import os
@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from gantk import distributed
+from gantk.training import distributed
 from gantk.cli import app
-from gantk.config import make_config
+from gantk.resolve import make_config
 from gantk.data import BatchSampler
 from gantk.errors import UsageError
 
@@ -48,9 +48,9 @@ WORKER = textwrap.dedent('''
     import torch
     import torch.distributed as dist
     from torch import nn
-    from gantk import distributed as D
+    from gantk.training import distributed as D
     from gantk.config import TrainConfig
-    from gantk.train import Trainer
+    from gantk.training import Trainer
 
     out = sys.argv[1]
     for name, text in json.loads(open(sys.argv[2]).read()).items():
@@ -113,7 +113,7 @@ def multi(tmp_path_factory):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_two_processes_equal_one_process_on_the_global_batch(multi, case, tmp_path):
-    from gantk.train import Trainer
+    from gantk.training import Trainer
 
     ranks = [torch.load(multi / f"{case}-rank{r}.pt") for r in range(NPROC)]
     tr = Trainer(_config(case, tmp_path, "single"))
@@ -150,7 +150,7 @@ def test_gradient_averaging_treats_missing_gradients(multi):
 def test_torchrun_cli_writes_once_and_resumes_across_world_sizes(tmp_path):
     """One process for 2 steps, 2 processes (torchrun, CLI) to step 4, one process to 6:
     the same checkpoint as 6 steps in one process; rank 0 alone writes and reports."""
-    from gantk.train import Trainer, resume
+    from gantk.training import Trainer, resume
 
     kw = dict(CASES["wasserstein-gp-every-4"], penalty_every=2)
     straight = Trainer(make_config(kw.pop("preset"), **{**BASE, **kw, "steps": 6, "out": str(tmp_path / "a"),
@@ -218,7 +218,7 @@ def test_single_process_needs_no_process_group():
 
 def test_lazy_penalty_runs_every_kth_critic_step_weighted_k(small_cfg):
     from gantk.components import PenaltyOutput
-    from gantk.train import Trainer
+    from gantk.training import Trainer
 
     tr = Trainer(small_cfg(steps=3, n_critic=2, penalty_every=3))
     leaves = []

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from gantk.cli import app
-from gantk.train import Callback, Trainer, resume
+from gantk.training import Callback, Trainer, resume
 
 runner = CliRunner()
 
@@ -53,7 +53,7 @@ def test_off_by_default_outside_the_tuned_toy_settings(small_cfg):
 
 
 def test_checkpoint_holds_the_average_and_loaders_use_it(small_cfg, tmp_path):
-    from gantk.evaluate import evaluate
+    from gantk.eval import evaluate
     from gantk.sample import load_generator
 
     tr = Trainer(small_cfg(steps=4, ema=0.5))

@@ -1,5 +1,6 @@
-"""`gantk eval`, gantk.evaluate's protocols and the --eval-every training callback."""
+"""`gantk eval`, gantk.eval's protocols and the --eval-every training callback."""
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -7,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from gantk import evaluate as ev
+from gantk import eval as ev
+from gantk.default_plugins.datasets import W1_FLOORS, EightGaussians
+from gantk.eval import digits as digits_mod
 from gantk.cli import app
 from gantk.errors import DataError, UsageError
 
@@ -98,7 +101,7 @@ def test_evaluate_is_deterministic(toy_run):
 
 
 def test_eval_callback_does_not_change_training(small_cfg):
-    from gantk.train import Trainer
+    from gantk.training import Trainer
 
     cfg_a, cfg_b = small_cfg(steps=4, name="a"), small_cfg(steps=4, name="b")
     cb = ev.EvalCallback(every=2, n=100)
@@ -113,7 +116,7 @@ def test_eval_callback_does_not_change_training(small_cfg):
 
 
 def test_eval_callback_evaluates_off_log_steps(small_cfg):
-    from gantk.train import Trainer
+    from gantk.training import Trainer
 
     cb = ev.EvalCallback(every=1, n=50)
     Trainer(small_cfg(steps=3, log_every=2), callbacks=[cb]).train()
@@ -163,7 +166,7 @@ def _toy(name="25gaussians"):
 
 
 def test_floor_is_the_mean_over_real_pairs_and_cached(tmp_path, monkeypatch):
-    from gantk import metrics
+    from gantk.eval import metrics
 
     ds = _toy()
     mean, sd = ev.toy_w1_floor(ds, 60, 3, cache=tmp_path)
@@ -196,7 +199,7 @@ def test_ratio_standard_error():
 
 
 def test_shipped_floors_are_the_pairs_this_code_computes(tmp_path):
-    table = json.loads(ev.SHIPPED_FLOORS.read_text())
+    table = json.loads(pathlib.Path(W1_FLOORS).read_text())
     assert {r["data"] for r in table["floors"]} >= {"8gaussians", "25gaussians"}
     for rec in table["floors"]:
         ds = _toy(rec["data"])
@@ -213,7 +216,7 @@ def test_shipped_floors_are_the_pairs_this_code_computes(tmp_path):
 
 
 def test_toy_protocol_uses_the_shipped_floor_only_where_it_applies(tmp_path):
-    rec = next(r for r in json.loads(ev.SHIPPED_FLOORS.read_text())["floors"] if r["data"] == "8gaussians")
+    rec = next(r for r in json.loads(pathlib.Path(W1_FLOORS).read_text())["floors"] if r["data"] == "8gaussians")
     ds = _toy("8gaussians")
     p = ev.ToyProtocol(ds, rec["n"], seed=0, cache=tmp_path)
     assert (p.floor, p.floor_draws) == (pytest.approx(np.mean(rec["values"])), len(rec["values"]))
@@ -228,7 +231,7 @@ def test_toy_protocol_uses_the_shipped_floor_only_where_it_applies(tmp_path):
 
 
 def test_toy_protocol_averages_w1_over_draws(tmp_path):
-    from gantk import metrics
+    from gantk.eval import metrics
 
     ds = _toy("8gaussians")
     p = ev.ToyProtocol(ds, 80, seed=2, draws=3, floor_draws=2, cache=tmp_path)
@@ -242,7 +245,7 @@ def test_toy_protocol_averages_w1_over_draws(tmp_path):
     # the ratio's standard error from both standard errors of the mean
     rel = np.std(w, ddof=1) ** 2 / 3 / np.mean(w) ** 2 + p.floor_sd**2 / 2 / p.floor**2
     assert r["w1_over_floor_se"] == pytest.approx(r["w1_over_floor"] * np.sqrt(rel))
-    assert r["hq_share"] == metrics.mode_stats(fakes[0], *metrics.TOY_MODES["8gaussians"])["hq_share"]
+    assert r["hq_share"] == metrics.mode_stats(fakes[0], *EightGaussians.modes)["hq_share"]
     assert p.score([x.clone() for x in p.reals])["w1"] == pytest.approx(0, abs=1e-6)
     with pytest.raises(ValueError, match="3 generated"):
         p.score(fakes[0])
@@ -251,7 +254,7 @@ def test_toy_protocol_averages_w1_over_draws(tmp_path):
 
 
 def test_evaluate_draws(toy_run, tmp_path):
-    from gantk import metrics
+    from gantk.eval import metrics
     from gantk.sample import load_generator
 
     one = ev.evaluate(toy_run, n=150, seed=1, draws=1, cache=tmp_path)
@@ -312,13 +315,13 @@ def test_digits_protocol_with_a_tiny_classifier(cache):
 
 def test_digits_classifier_is_cached(cache):
     net, acc = ev.digits_classifier(1)
-    ev._CLASSIFIERS.clear()
+    digits_mod._CLASSIFIERS.clear()
     net2, acc2 = ev.digits_classifier(1)  # from the file this time
     assert acc2 == acc
     for a, b in zip(net.state_dict().values(), net2.state_dict().values()):
         torch.testing.assert_close(a, b)
     # a corrupt cache file is replaced, not fatal
-    ev._CLASSIFIERS.clear()
+    digits_mod._CLASSIFIERS.clear()
     path = cache / f"{ev.CLASSIFIER_VERSION}-e1.safetensors"
     path.write_bytes(b"garbage")
     assert ev.digits_classifier(1)[1] == acc
@@ -327,8 +330,8 @@ def test_digits_classifier_is_cached(cache):
 
 def test_digits_run_end_to_end(tmp_path, cache):
     """A digits run trained one step, evaluated during training and from its checkpoint."""
-    from gantk.config import make_config
-    from gantk.train import Trainer
+    from gantk.resolve import make_config
+    from gantk.training import Trainer
 
     cfg = make_config(None, data="digits", data_options={"size": 16}, model="dcgan", model_options={"width": 8},
                       steps=1, batch_size=16, n_critic=1, out=str(tmp_path / "runs"), name="d",

@@ -18,11 +18,12 @@ from typer.testing import CliRunner
 
 import gantk
 from gantk.cli import app
-from gantk.config import make_config
+from gantk.resolve import make_config
 from gantk.data import resolve_dataset
 from gantk.errors import ConfigError, DataError, UsageError
 from gantk.plugins import get_registry
-from gantk.train import GantkNote, GantkWarning, Trainer
+from gantk.errors import GantkNote, GantkWarning
+from gantk.training import Trainer
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import gantk
-from gantk.train import Trainer
+from gantk.training import Trainer
 
 from _helpers import BNModel, registered_models
 
@@ -124,7 +124,7 @@ def test_runs_saved_before_the_joint_forward_resume_with_separate_forwards(small
 
 def test_speed_settings_may_change_on_resume_but_the_forward_may_not(small_cfg):
     from gantk.errors import ConfigError
-    from gantk.train import resume_config
+    from gantk.training import resume_config
 
     saved = small_cfg()
     assert resume_config(saved, {"amp": "bf16", "channels_last": True}).amp == "bf16"

@@ -10,9 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gantk.config import TrainConfig, make_config
+from gantk.config import TrainConfig
+from gantk.resolve import make_config
 from gantk.errors import UsageError
-from gantk.train import Callback, Trainer, TrainingInterrupted, _new_run_dir, resume
+from gantk.errors import TrainingInterrupted
+from gantk.training import Callback, Trainer, resume
+from gantk.training.rundir import new_run_dir as _new_run_dir
 
 
 class LrLog(Callback):
@@ -111,7 +114,7 @@ def test_toy_sets_recommend_linear_decay_and_their_networks_but_presets_keep_the
 
 
 def test_toy_optimizer_settings_tuned_for_wgan_gp_stay_with_it():
-    from gantk.config import PRESETS
+    from gantk.presets import PRESETS
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

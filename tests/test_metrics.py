@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from gantk import metrics
+from gantk.eval import metrics
 from gantk.default_plugins.datasets import EightGaussians, TwentyFiveGaussians
 
 
@@ -80,7 +80,7 @@ def test_floor_is_below_w1_of_a_collapsed_generator():
     n = 400
     floor = metrics.wasserstein1_floor(lambda m, s: _sample(EightGaussians, m, s), n, seed=0)
     real = _sample(EightGaussians, n, 10)
-    collapsed = torch.zeros(n, 2) + torch.tensor(metrics.TOY_MODES["8gaussians"][0][0], dtype=torch.float32)
+    collapsed = torch.zeros(n, 2) + torch.tensor(EightGaussians.modes[0][0], dtype=torch.float32)
     w_collapsed = metrics.wasserstein1(collapsed, real)
     assert 0 < floor < 0.2 < w_collapsed  # one mode of eight: most mass travels ~1.4 to 2.8
     assert floor < w_collapsed / 5
@@ -92,7 +92,7 @@ def test_floor_is_below_w1_of_a_collapsed_generator():
 def test_toy_mode_centres_match_the_datasets():
     for cls, name in ((EightGaussians, "8gaussians"), (TwentyFiveGaussians, "25gaussians")):
         x = _sample(cls, 20_000, 0).double().numpy()
-        centres, sigma = metrics.TOY_MODES[name]
+        centres, sigma = cls.modes
         nearest = np.linalg.norm(x[:, None] - centres[None], axis=2).argmin(1)
         for k, c in enumerate(centres):
             pts = x[nearest == k]
@@ -101,14 +101,14 @@ def test_toy_mode_centres_match_the_datasets():
 
 
 def test_all_modes_covered_by_real_samples():
-    st = metrics.mode_stats(_sample(TwentyFiveGaussians, 2500, 3), *metrics.TOY_MODES["25gaussians"])
+    st = metrics.mode_stats(_sample(TwentyFiveGaussians, 2500, 3), *TwentyFiveGaussians.modes)
     assert st["modes_covered"] == 25 and st["n_modes"] == 25
     assert 0.97 < st["hq_share"] <= 1.0  # 1 − exp(−4.5) ≈ 0.989 of a 2-D Gaussian lies within 3σ
     assert sum(st["mode_counts"]) == round(st["hq_share"] * 2500)
 
 
 def test_a_single_mode_covers_one():
-    centres, sigma = metrics.TOY_MODES["25gaussians"]
+    centres, sigma = TwentyFiveGaussians.modes
     x = torch.randn(500, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * sigma + torch.tensor(centres[7])
     st = metrics.mode_stats(x, centres, sigma)
     assert st["modes_covered"] == 1 and st["mode_counts"][7] > 0
@@ -116,7 +116,7 @@ def test_a_single_mode_covers_one():
 
 
 def test_noise_far_away_is_never_high_quality():
-    centres, sigma = metrics.TOY_MODES["8gaussians"]
+    centres, sigma = EightGaussians.modes
     far = np.random.default_rng(0).normal(size=(300, 2)) * 0.1 + 10.0
     st = metrics.mode_stats(far, centres, sigma)
     assert st["hq_share"] == 0.0 and st["modes_covered"] == 0

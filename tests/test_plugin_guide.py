@@ -146,7 +146,7 @@ def test_the_checker_catches_omissions():
 def test_member_introspection_sees_the_contract():
     # guards the checker itself: if introspection found nothing, the guide test could not fail
     assert set(hookspec_functions()) == {"register_models", "register_losses", "register_lipschitz",
-                                         "register_datasets"}
+                                         "register_datasets", "register_protocols"}
     assert {"critic_loss", "generator_loss", "needs_real_scores"} <= set(public_members(components.Loss))
     assert {"prepare_critic", "penalty", "after_critic_step", "forbids_batchnorm"} <= set(
         public_members(components.LipschitzEnforcer))

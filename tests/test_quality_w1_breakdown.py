@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("scipy")
 
-from gantk.train import Trainer
+from gantk.training import Trainer
 
 from _helpers import load_script
 

@@ -61,8 +61,8 @@ def test_js_estimate_does_not_change_training(tmp_path):
     modes as they were: a run with it trains exactly as one without."""
     torch.set_num_threads(1)
     mod = _load()
-    from gantk.config import make_config
-    from gantk.train import Trainer
+    from gantk.resolve import make_config
+    from gantk.training import Trainer
 
     def run(callbacks, name):
         cfg = make_config(preset="gan", data="8gaussians", data_options={"n": 512},

@@ -6,9 +6,9 @@ import warnings
 import pytest
 import torch
 
-from gantk.config import make_config
+from gantk.resolve import make_config
 from gantk.plugins import get_registry
-from gantk.train import Trainer
+from gantk.training import Trainer
 
 LOSSES = get_registry("loss").names()
 ENFORCERS = get_registry("lipschitz").names()
@@ -69,7 +69,7 @@ def _linears(net):
 
 def test_mlp_generator_depth_is_its_own_option():
     from gantk.errors import ConfigError
-    from gantk.train import build_components
+    from gantk.training import build_components
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -85,7 +85,7 @@ def test_mlp_generator_depth_is_its_own_option():
 
 def test_mlp_generator_width_is_its_own_option():
     from gantk.errors import ConfigError
-    from gantk.train import build_components
+    from gantk.training import build_components
 
     def widths(net):
         return [m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)]

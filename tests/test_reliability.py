@@ -60,7 +60,7 @@ def test_divergence_stops_with_message_and_keeps_good_checkpoint(tmp_path):
 
 
 def test_keep_rotates_old_checkpoints(small_cfg):
-    from gantk.train import Trainer
+    from gantk.training import Trainer
 
     res = Trainer(small_cfg(steps=6, checkpoint_every=1, keep=2)).train()
     assert [s for s, _ in list_checkpoints(res.run_dir)] == [5, 6]

@@ -12,7 +12,7 @@ and is flat everywhere else, so a generator trained on it gets no signal.
 Computed here:
 
 * **W1 from samples** — the exact W1 between N points of each distribution
-  (independent Z's; :func:`gantk.metrics.wasserstein1`, an optimal assignment). It
+  (independent Z's; :func:`gantk.eval.metrics.wasserstein1`, an optimal assignment). It
   follows |θ| up to the finite-sample floor (the value at θ = 0).
 * **JS after smoothing** — the two segments are singular (no density), so JS is only
   reachable through a smoothed version: both laws convolved with N(0, s²) along x (the
@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from common import run_metadata  # noqa: E402  (also puts a checkout's gantk on the path)
 
-from gantk.metrics import wasserstein1  # noqa: E402
+from gantk.eval.metrics import wasserstein1  # noqa: E402
 
 SMOOTHING = (0.1, 0.03, 0.01, 0.001)
 LOG2 = math.log(2)

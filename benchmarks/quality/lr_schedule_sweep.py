@@ -28,10 +28,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gantk.config import make_config  # noqa: E402
-from gantk.evaluate import ToyProtocol, generate, latent_seed  # noqa: E402
+from gantk.resolve import make_config  # noqa: E402
+from gantk.eval import ToyProtocol, generate, latent_seed  # noqa: E402
 from gantk.plugins import get_registry  # noqa: E402
-from gantk.train import Callback, Trainer  # noqa: E402
+from gantk.training import Callback, Trainer  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parents[1]))
 
-from gantk.evaluate import DEFAULT_DRAWS, FLOOR_DRAWS  # noqa: E402
+from gantk.eval import DEFAULT_DRAWS, FLOOR_DRAWS  # noqa: E402
 
 #: method → the CLI flags it stands for (as make_config keywords)
 METHODS = {
@@ -65,8 +65,8 @@ def run_one(job: dict) -> dict:
 
 
 def _run_one(job: dict) -> dict:
-    from gantk.config import make_config
-    from gantk.train import Trainer
+    from gantk.resolve import make_config
+    from gantk.training import Trainer
 
     kw = dict(_flags(job), data=job["data"], seed=job["seed"], out=job["runs"],
               name=f"{job['data']}-{job['method']}-s{job['seed']}-{int(time.time())}",
@@ -92,7 +92,7 @@ def _run_one(job: dict) -> dict:
 
 def _score(G, latent_dim: int, data: str, n: int, draws: int) -> dict:
     """Score a generator as ``gantk eval --draws DRAWS -n N`` does (eval seed 0)."""
-    from gantk.evaluate import ToyProtocol, score_generator
+    from gantk.eval import ToyProtocol, score_generator
     from gantk.plugins import get_registry
 
     proto = ToyProtocol(get_registry("dataset").get(data)(), n, 0, draws=draws)
@@ -137,7 +137,7 @@ def _flags(job: dict) -> dict:
 def current_floor_pairs(data: str, n: int) -> int:
     """Real-vs-real pairs the floor ``gantk eval`` uses now for ``data`` at N = ``n``:
     the shipped floor's (gantk/w1_floors.json) where there is one, else FLOOR_DRAWS."""
-    from gantk.evaluate import shipped_floor
+    from gantk.eval import shipped_floor
     from gantk.plugins import get_registry
 
     shipped = shipped_floor(get_registry("dataset").get(data)(), n)
@@ -165,7 +165,7 @@ def settings_of(config: dict) -> tuple:
 def expected_settings(job: dict) -> tuple:
     """:func:`settings_of` the config ``gantk train`` would use for this job (the toy
     sets recommend their own), so a results row can be matched to the current defaults."""
-    from gantk.config import make_config
+    from gantk.resolve import make_config
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

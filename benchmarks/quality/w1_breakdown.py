@@ -40,8 +40,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gantk import metrics  # noqa: E402
-from gantk.evaluate import DEFAULT_DRAWS, ToyProtocol, generate, latent_seed  # noqa: E402
+from gantk.eval import metrics  # noqa: E402
+from gantk.eval import DEFAULT_DRAWS, ToyProtocol, generate, latent_seed  # noqa: E402
 from gantk.plugins import get_registry  # noqa: E402
 from gantk.sample import load_generator, weights_used  # noqa: E402
 
@@ -51,12 +51,13 @@ BIG = 40_000  # samples that measure the weights and the shapes
 def breakdown(run: str | Path, n: int = 2500, seed: int = 0, draws: int = DEFAULT_DRAWS, raw: bool = False) -> dict:
     G, ck, _, latent = load_generator(run, torch.device("cpu"), raw=raw)
     data = ck.config.data
-    if data not in metrics.TOY_MODES:
+    dataset = get_registry("dataset").get(data)()
+    if getattr(dataset, "modes", None) is None:
         raise SystemExit(f"{run}: data {data!r} has no modes (8gaussians and 25gaussians do)")
-    proto = ToyProtocol(get_registry("dataset").get(data)(), n, seed, draws=draws)
+    proto = ToyProtocol(dataset, n, seed, draws=draws)
     fakes = [generate(G, latent, n, latent_seed(seed, k)) for k in range(draws)]
     score = proto.score(fakes)
-    centres, sigma = metrics.TOY_MODES[data]
+    centres, sigma = dataset.modes
     C = torch.as_tensor(centres, dtype=torch.float64)
     k = len(C)
     big = generate(G, latent, BIG, 10_000 + seed).double()

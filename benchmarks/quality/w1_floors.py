@@ -24,7 +24,8 @@ import torch
 
 
 def main(argv=None) -> int:
-    from gantk import evaluate as ev
+    from gantk import eval as ev
+    from gantk.default_plugins.datasets import W1_FLOORS
     from gantk.fsutil import atomic_path
     from gantk.plugins import get_registry
 
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="8gaussians,25gaussians,swissroll")
     ap.add_argument("--pairs", type=int, default=100)
     ap.add_argument("--n", type=int, default=2500)
-    ap.add_argument("--out", default=str(ev.SHIPPED_FLOORS))
+    ap.add_argument("--out", default=W1_FLOORS)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     try:
@@ -58,7 +59,6 @@ def main(argv=None) -> int:
                      "seeds FLOOR_SEED + 2k and + 2k + 1")
     with atomic_path(args.out) as tmp:  # gantk reads this file: never half-written
         tmp.write_text(json.dumps(table, indent=1) + "\n")
-        tmp.chmod(0o644)  # package data: readable by everyone (the temporary file is 0600)
     return 0
 
 

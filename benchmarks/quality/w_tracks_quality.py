@@ -3,7 +3,7 @@
 
 1. **WGAN-GP** (``loss="wasserstein", lipschitz="gp"``; the toy sets' defaults gantk
    applies: λ = 0.1, Adam 1e-3, β = (0.5, 0.9), n_critic 5) with
-   :class:`gantk.evaluate.EvalCallback` attached: every K steps it records the exact W1
+   :class:`gantk.eval.EvalCallback` attached: every K steps it records the exact W1
    of N generated points to N fresh real points (``w1``), the real-vs-real floor
    (``w1_floor``) and the critic's own estimate ``critic_w`` = E[D(real)] − E[D(fake)].
    The paper's claim (Fig. 3): the critic's estimate falls as the samples improve.
@@ -51,10 +51,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from common import run_metadata  # also puts a checkout's gantk on the path
 
-from gantk.config import make_config
-from gantk.evaluate import EvalCallback, generate
+from gantk.resolve import make_config
+from gantk.eval import EvalCallback, generate
 from gantk.plugins import get_registry
-from gantk.train import Callback, Trainer
+from gantk.training import Callback, Trainer
 
 LOG2 = math.log(2)
 DATA = "8gaussians"
@@ -72,7 +72,7 @@ class JSEstimate(Callback):
     −log σ(r) − log(1 − σ(f))), so log σ(r) = −softplus(−r) and log(1 − σ(f)) =
     −softplus(f), both computed stably. Both networks run in eval mode under no_grad and
     their modes are restored; the real samples come from a private ``torch.Generator``
-    and the latents from :func:`gantk.evaluate.generate` (its own seeded generator), so
+    and the latents from :func:`gantk.eval.generate` (its own seeded generator), so
     the trainer's random streams are untouched: a run trains exactly as without it."""
 
     def __init__(self, every: int, n: int, seed: int = 0):

@@ -4,52 +4,38 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 
+from .. import presets
 from ..components import Dataset
-from ..errors import DataError
+from ..errors import DataError, GantkNote
 from ..hookimpl import hookimpl
 
 
-# measured with these two enforcers only (a plugin's penalty keeps every step): the lazy
-# penalty, and with the time it saves a batch of 512 for 4500 steps (about the wall time
-# of 6000 steps at 256 on one thread), which sharpens the modes
-# The modes' positions jitter by about one σ from one checkpoint to the next while the
-# lr is high, and the decay to 0 freezes a snapshot of that jitter with modes a third of
-# their real width (session 7, benchmarks/quality/RESULTS.md): the decay stops at 0.3·lr
-# and a weight average (EMA 0.99) of the generator is what gets sampled.
-_LAZY_WIDE = {"penalty_every": 4, "batch_size": 512, "steps": 4500, "lr_floor": 0.3, "ema": 0.99}
+#: the real-vs-real W1 floors shipped for the toy sets (benchmarks/quality/w1_floors.py);
+#: each class names it in its own body, so a subclass drawing other samples never gets it
+W1_FLOORS = str(Path(__file__).with_name("w1_floors.json"))
 
 
 class _Toy(Dataset):
     modality = "points"
     latent_dim = 2
     options = {"n": 100_000}
-    # The WGAN-GP authors' toy code uses λ = 0.1 ("smaller lambda seems to help for toy
-    # tasks specifically") and Adam β = (0.5, 0.9); with λ = 10 the 2-D generators
-    # collapse to a point early on. The rest is gantk's own choice, measured
-    # (benchmarks/quality/RESULTS.md): lr 2e-3 (the paper: 1e-4) decayed linearly to 0
-    # over the run; at a constant lr the modes stay blurred, and the decay is what
-    # sharpens them. The modes sharpen with generator steps, so the critic is made
-    # cheaper and the run longer: a 3 × 256 critic (2.3× cheaper steps than the paper's
-    # 3 × 512) and the penalty on every 4th
-    # critic step, weighted 4 (StyleGAN2's lazy regularization), buy 6000 generator
-    # steps in the time 2000 took; the generator is 4 × 512, one layer deeper than the
-    # paper's. On 25gaussians that took the high-quality share from 90.9 % to 96 %; a
-    # batch of 512 for 4500 of those steps (about the same time on one thread) then
-    # lifted the weakest seeds (25gaussians 93.4 -> 96.3 %, 8gaussians 96.2 -> 99.0 %).
-    # Budget, schedule and networks apply to every method; the optimizer settings were
-    # tuned for WGAN-GP and the lazy penalty for its gp and lp enforcers, so the other
-    # methods keep their papers' (RMSProp 5e-5 for clipping, Adam 2e-4 for the minimax
-    # GAN and SN-GAN).
-    recommended = {"model.width": 256, "model.g_width": 512, "model.g_depth": 4, "lr_decay": "linear",
-                   "steps": 6000}
-    tuned = {"wgan-gp": {"lipschitz.lambda": 0.1, "lr": 2e-3, "betas": (0.5, 0.9)},
-             "wgan-gp+gp": _LAZY_WIDE, "wgan-gp+lp": _LAZY_WIDE}
+    # The WGAN-GP authors' toy code's λ = 0.1 and β = (0.5, 0.9) with gantk's measured
+    # budget, schedule and networks (gantk/presets.py; reasons in docs/toy-defaults.md).
+    # Budget, schedule and networks apply to every method; the optimizer settings only
+    # to WGAN-GP, the lazy penalty only to its gp and lp enforcers.
+    recommended = presets.TOY_MIXTURES_RECOMMENDED
+    tuned = presets.TOY_MIXTURES_TUNED
+    protocol = "toy"
+    #: mode centres (K, 2) and per-axis σ after the final scaling, or None (no modes)
+    modes: tuple[np.ndarray, float] | None = None
 
     def load(self, seed: int = 0) -> torch.Tensor:
         n = self.opts["n"]
@@ -69,14 +55,17 @@ class EightGaussians(_Toy):
     name = "8gaussians"
     description = "8 Gaussian modes on a ring (WGAN-GP toy set)"
 
+    _R = 1.0 / math.sqrt(2)
+    _CENTRES = 2.0 * np.array([[1, 0], [-1, 0], [0, 1], [0, -1], [_R, _R], [_R, -_R], [-_R, _R], [-_R, -_R]])
+    _SIGMA, _SCALE = 0.02, 1.414
+    modes = (_CENTRES / _SCALE, _SIGMA / _SCALE)
+    w1_floors = W1_FLOORS
+
     def generate(self, n, g):
-        r = 1.0 / math.sqrt(2)
-        centres = 2.0 * torch.tensor(
-            [[1, 0], [-1, 0], [0, 1], [0, -1], [r, r], [r, -r], [-r, r], [-r, -r]], dtype=torch.float64
-        )
+        centres = torch.from_numpy(self._CENTRES)
         idx = torch.randint(0, 8, (n,), generator=g)
-        pts = torch.randn(n, 2, generator=g, dtype=torch.float64) * 0.02 + centres[idx]
-        return (pts / 1.414).float()
+        pts = torch.randn(n, 2, generator=g, dtype=torch.float64) * self._SIGMA + centres[idx]
+        return (pts / self._SCALE).float()
 
 
 class TwentyFiveGaussians(_Toy):
@@ -85,12 +74,17 @@ class TwentyFiveGaussians(_Toy):
     name = "25gaussians"
     description = "25 Gaussian modes on a 5x5 grid (WGAN-GP toy set)"
 
+    _GRID = np.arange(-2, 3, dtype=np.float64) * 2
+    _CENTRES = np.stack(np.meshgrid(_GRID, _GRID, indexing="ij"), -1).reshape(-1, 2)
+    _SIGMA, _SCALE = 0.05, 2.828
+    modes = (_CENTRES / _SCALE, _SIGMA / _SCALE)
+    w1_floors = W1_FLOORS
+
     def generate(self, n, g):
-        grid = torch.arange(-2, 3, dtype=torch.float64) * 2
-        centres = torch.cartesian_prod(grid, grid)
+        centres = torch.from_numpy(self._CENTRES)
         idx = torch.randint(0, 25, (n,), generator=g)
-        pts = torch.randn(n, 2, generator=g, dtype=torch.float64) * 0.05 + centres[idx]
-        return (pts / 2.828).float()
+        pts = torch.randn(n, 2, generator=g, dtype=torch.float64) * self._SIGMA + centres[idx]
+        return (pts / self._SCALE).float()
 
 
 class SwissRoll(_Toy):
@@ -99,12 +93,10 @@ class SwissRoll(_Toy):
 
     name = "swissroll"
     description = "2-D swiss roll (WGAN-GP toy set)"
-    # no modes to sharpen: the session-3 settings (lr 1e-3, the paper's 3 × 512 networks,
-    # 2000 steps, penalty on every step) scored W1 1.38x the floor over 3 seeds; the
-    # mixtures' session-4 settings scored 1.60 and 1.33 on two of those seeds
-    # (benchmarks/quality/RESULTS.md)
-    recommended = {"lr_decay": "linear", "steps": 2000}
-    tuned = {"wgan-gp": {"lipschitz.lambda": 0.1, "lr": 1e-3, "betas": (0.5, 0.9)}}
+    # no modes to sharpen: the paper's 3 × 512 networks and every-step penalty
+    recommended = presets.SWISSROLL_RECOMMENDED
+    tuned = presets.SWISSROLL_TUNED
+    w1_floors = W1_FLOORS
 
     def generate(self, n, g):
         t = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=g, dtype=torch.float64))
@@ -114,13 +106,6 @@ class SwissRoll(_Toy):
 
 
 _TENSOR_SUFFIXES = (".safetensors", ".npy", ".npz")
-
-try:
-    from safetensors import SafetensorError as _SafetensorError
-except ImportError:  # older safetensors
-    class _SafetensorError(Exception):
-        pass
-
 
 def _to_float(arr: np.ndarray | torch.Tensor, where: str) -> torch.Tensor:
     if isinstance(arr, np.ndarray):
@@ -175,10 +160,6 @@ class TensorFile(Dataset):
     def load(self, seed: int = 0) -> torch.Tensor:
         t = self._read()
         if self.is_channels_last(tuple(t.shape)):
-            import warnings
-
-            from ..train import GantkNote  # late: gantk.train imports the plugin machinery
-
             n, h, w, c = t.shape
             warnings.warn(f"{self.opts['path']}: read ({n}, {h}, {w}, {c}) as channels-last images; "
                           f"transposed to (N, C, H, W) = ({n}, {c}, {h}, {w})", GantkNote, stacklevel=2)
@@ -195,8 +176,6 @@ class TensorFile(Dataset):
         suffix = path.suffix.lower()
         try:
             if suffix == ".safetensors":
-                from safetensors import safe_open
-
                 with safe_open(str(path), framework="pt") as f:
                     keys = list(f.keys())
                     if not keys:
@@ -216,7 +195,7 @@ class TensorFile(Dataset):
                     return _to_float(z[key or names[0]], str(path))
         except DataError:
             raise
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError, KeyError, _SafetensorError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError, KeyError, SafetensorError) as exc:
             raise DataError(f"{path}: cannot read tensor data ({type(exc).__name__}: {exc})") from None
         raise DataError(f"{path}: unsupported file type {suffix!r} (use {', '.join(_TENSOR_SUFFIXES)})")
 

@@ -13,17 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageOps
 
 from ..components import Dataset
-from ..errors import DataError, UsageError
+from ..errors import DataError, GantkNote, GantkWarning, UsageError
 from ..hookimpl import hookimpl
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 def _note(message: str) -> None:
-    from ..train import GantkNote  # late: gantk.train imports the plugin machinery
-
     warnings.warn(message, GantkNote, stacklevel=3)
 
 
@@ -38,6 +37,7 @@ class Digits(Dataset):
     """
 
     name = "digits"
+    protocol = "digits"
     description = "scikit-learn's 1,797 8x8 digits in [-1, 1]; size 8, 16 or 32 (bilinear upscaling)"
     modality = "image"
     latent_dim = 64
@@ -49,7 +49,7 @@ class Digits(Dataset):
             raise UsageError(f"dataset 'digits': size must be 8, 16 or 32, got {self.opts['size']}")
 
     def load(self, seed: int = 0) -> torch.Tensor:
-        try:
+        try:  # optional: the "images" extra
             from sklearn.datasets import load_digits
         except ImportError:
             raise DataError("the digits data set needs scikit-learn: pip install 'gantk[images]'") from None
@@ -78,8 +78,6 @@ def _to_mode(im, channels: int):
 
     Transparency (RGBA, LA, palette with a transparent colour) is composited over
     white; 16-bit grayscale is scaled, not clipped, to 8 bits."""
-    from PIL import Image
-
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(im, dtype=np.float64)
         peak = 65535.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
@@ -96,8 +94,6 @@ def _to_mode(im, channels: int):
 def _decode(path: Path, resolution: int, channels: int) -> np.ndarray | str:
     """One file → a (resolution, resolution, channels) uint8 array, or the reason it
     could not be read."""
-    from PIL import Image, ImageOps
-
     try:
         with Image.open(path) as im:
             im.draft("RGB" if channels == 3 else "L", (resolution, resolution))  # JPEG: decode smaller
@@ -166,8 +162,6 @@ class ImageFolder(Dataset):
             raise DataError(f"{root}: none of its {len(files)} image files could be read "
                             f"(e.g. {bad[0][0].name}: {bad[0][1]})")
         if bad:
-            from ..train import GantkWarning
-
             warnings.warn(f"skipped {len(bad)} of {len(files)} image files in {root} that could not be "
                           f"read (first: {bad[0][0]}: {bad[0][1]})", GantkWarning, stacklevel=2)
         x = torch.from_numpy(images[:n]).permute(0, 3, 1, 2).contiguous().float().div_(127.5).sub_(1.0)

@@ -1,4 +1,6 @@
-"""Loader of the fused gradient-penalty kernels (``csrc/``).
+"""Loader of the fused gradient-penalty kernels (``csrc/``). It is longer than most
+modules because building, caching, locking, loading and the ops' Python-side
+registration are one lifecycle that shares its state.
 
 The C++ (CPU) and, when torch has CUDA and ``CUDA_HOME`` is found, CUDA sources are
 compiled with ninja through :func:`torch.utils.cpp_extension.load` into a cache folder
@@ -32,6 +34,10 @@ Custom operators (schemas in ``csrc/gp_ops.cpp``)::
 
 CPU and CUDA kernels are registered in C++; autograd and fake (meta) kernels here, so
 autograd, ``torch.compile`` and ``torch.library.opcheck`` see them.
+
+``torch.utils.cpp_extension`` is imported inside the functions that build or locate
+the compiler, not at the top: it costs about 1.5 s (it loads setuptools), and a
+process that uses a cached build, or the reference, never needs it.
 """
 from __future__ import annotations
 
@@ -54,6 +60,7 @@ from typing import Any
 
 import torch
 
+from ..errors import ExtensionError
 from .common import acc_dtype, force_ref
 
 __all__ = ["available", "ready", "warn_fallback", "status", "build", "build_dir", "compiler"]
@@ -499,8 +506,6 @@ def build(verbose: bool = True, force: bool = False) -> dict[str, Any]:
     ``force`` deletes an earlier build of this version first (e.g. after a compiler
     upgrade; the cache key does not include the compiler's version). Returns
     :func:`status`; raises :class:`gantk.errors.ExtensionError` on failure."""
-    from ..errors import ExtensionError
-
     with _lock:
         if force:
             if _state.ok:

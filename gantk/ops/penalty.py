@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ExtensionError, UsageError
+from . import _ext
 from .common import acc_dtype, check_impl, force_ref
 
 __all__ = [
@@ -41,8 +42,6 @@ def _use_ext(impl: str, t: torch.Tensor) -> bool:
         if impl == "ext":
             raise ExtensionError("impl='ext' was asked for but GANTK_FORCE_REF is set")
         return False
-    from . import _ext
-
     if _ext.ready(t.device.type):  # the per-call path once loaded
         return True
     ok, reason = _ext.available(t.device)

@@ -64,8 +64,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .data import BatchSampler
-from .errors import GantkError, UsageError
+import torch.distributed as dist
+
+from ..data import BatchSampler
+from ..errors import DistributedError, UsageError
+from ..ops import _ext, force_ref
 
 __all__ = [
     "Context",
@@ -90,10 +93,6 @@ __all__ = [
     "barrier",
     "prepare_extension",
 ]
-
-
-class DistributedError(GantkError):
-    """The process group could not be set up."""
 
 
 @dataclass(frozen=True)
@@ -130,19 +129,11 @@ def env_world_size() -> int:
         raise UsageError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number") from None
 
 
-def _dist():
-    import torch.distributed as dist
-
-    return dist
-
-
 def get_rank() -> int:
-    dist = _dist()
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else int(os.environ.get("RANK", "0"))
 
 
 def get_world_size() -> int:
-    dist = _dist()
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else env_world_size()
 
 
@@ -172,7 +163,6 @@ def init(device: str = "auto") -> Context:
     return :data:`SINGLE`. ``device`` is the run's ``--device``: ``cuda``/``auto`` with
     a GPU gives ``cuda:LOCAL_RANK`` and the NCCL backend, ``cpu`` the Gloo backend.
     Idempotent: a group that already exists (ours or the caller's) is reused."""
-    dist = _dist()
     already = dist.is_available() and dist.is_initialized()
     if env_world_size() <= 1 and not already:
         return SINGLE
@@ -203,7 +193,6 @@ def init(device: str = "auto") -> Context:
 def shutdown() -> None:
     """Leave the process group if :func:`init` created it."""
     global _owns_group, _control_group
-    dist = _dist()
     if _owns_group and dist.is_initialized():
         # all ranks leave together: a rank tearing down its gloo context while a peer is
         # still exchanging with it can abort the process ("terminate called without an
@@ -284,7 +273,6 @@ def average_gradients(params: Iterable[nn.Parameter], ctx: Context) -> None:
     """
     if not ctx.enabled:
         return
-    dist = _dist()
     groups: dict[tuple[torch.device, torch.dtype], list[nn.Parameter]] = {}
     for p in params:
         if p.requires_grad:
@@ -314,7 +302,6 @@ def broadcast_module(module: nn.Module, ctx: Context, src: int = 0) -> None:
     """Copy rank ``src``'s parameters and buffers to every rank."""
     if not ctx.enabled:
         return
-    dist = _dist()
     for t in itertools.chain(module.parameters(), module.buffers()):
         dist.broadcast(t.data, src)
 
@@ -324,7 +311,6 @@ def broadcast_buffers(module: nn.Module, ctx: Context, src: int = 0) -> None:
     """Copy rank ``src``'s buffers (e.g. BatchNorm running statistics) to every rank."""
     if not ctx.enabled:
         return
-    dist = _dist()
     for b in module.buffers():
         dist.broadcast(b, src)
 
@@ -333,7 +319,6 @@ def broadcast_text(text: str | None, ctx: Context, src: int = 0) -> str | None:
     """Rank ``src``'s string on every rank (e.g. the run folder rank 0 created)."""
     if not ctx.enabled:
         return text
-    dist = _dist()
     data = (text or "").encode() if ctx.rank == src else b""
     n = torch.tensor([len(data)], dtype=torch.int64)
     dist.broadcast(n, src, group=_control_group)
@@ -346,7 +331,7 @@ def broadcast_text(text: str | None, ctx: Context, src: int = 0) -> str | None:
 def all_reduce_mean_(t: torch.Tensor, ctx: Context) -> torch.Tensor:
     """In place: the mean of ``t`` over ranks (equal shards: the global mean)."""
     if ctx.enabled:
-        _dist().all_reduce(t)
+        dist.all_reduce(t)
         t.div_(ctx.world_size)
     return t
 
@@ -355,7 +340,6 @@ def max_over_ranks(value: int, ctx: Context) -> int:
     """The largest of every rank's ``value`` (on CPU, through Gloo: no GPU sync)."""
     if not ctx.enabled:
         return value
-    dist = _dist()
     t = torch.tensor([value], dtype=torch.int64)
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_control_group)
     return int(t)
@@ -363,14 +347,13 @@ def max_over_ranks(value: int, ctx: Context) -> int:
 
 def barrier(ctx: Context) -> None:
     if ctx.enabled:
-        _dist().barrier(group=_control_group)
+        dist.barrier(group=_control_group)
 
 
 def _wants_extension(enforcer: object) -> bool:
     """Whether the enforcer will call the fused penalty op (built-in gp/lp, impl not ref)."""
     impl = getattr(enforcer, "opts", {}).get("impl")
-    forced = os.environ.get("GANTK_FORCE_REF", "").strip() not in ("", "0")
-    return impl in ("auto", "ext") and not forced
+    return impl in ("auto", "ext") and not force_ref()
 
 
 def prepare_extension(enforcer: object, ctx: Context) -> None:
@@ -382,8 +365,6 @@ def prepare_extension(enforcer: object, ctx: Context) -> None:
     processes from queueing on it inside the first training step.)"""
     if not ctx.enabled or not _wants_extension(enforcer) or ctx.device is None:
         return
-    from .ops import _ext
-
     ok = 1
     if ctx.local_rank == 0:
         ok = int(_ext.available(ctx.device)[0])

@@ -4,8 +4,8 @@
   sets (an optimal assignment on the Euclidean cost matrix; POT's network simplex when
   installed, scipy's assignment solver otherwise).
 * :func:`mode_stats` — modes covered and the share of high-quality samples on the
-  Gaussian-mixture toy sets (the VEEGAN / PacGAN protocol); :data:`TOY_MODES` holds the
-  mode centres and σ of ``8gaussians`` and ``25gaussians`` after the data set's scaling.
+  Gaussian-mixture toy sets (the VEEGAN / PacGAN protocol), given the mode centres and σ
+  (the toy data sets own them: ``EightGaussians.modes``).
 * :func:`frechet_distance` — the Fréchet distance between Gaussians fitted to two sets of
   feature vectors (FID's formula, Heusel et al. 2017).
 * :func:`kernel_inception_distance` — KID: the unbiased MMD² with the cubic polynomial
@@ -19,14 +19,12 @@ on the CPU and returns plain Python numbers, so results go straight into JSON.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "TOY_MODES",
     "wasserstein1",
     "wasserstein1_floor",
     "mode_stats",
@@ -136,26 +134,6 @@ def wasserstein1_floor(sample: Callable[[int, int], Any], n: int, seed: int = 0)
     slowly with N). ``sample(n, seed)`` returns an (n, D) sample; the two samples use
     ``seed`` and ``seed + 1``."""
     return wasserstein1(sample(n, seed), sample(n, seed + 1))
-
-
-# ----------------------------------------------------------------- toy modes
-
-
-def _toy_modes() -> dict[str, tuple[np.ndarray, float]]:
-    # The same formulas as gantk/default_plugins/datasets.py (the WGAN-GP toy code):
-    # centres and σ are given before the final division, which scales both.
-    r = 1.0 / math.sqrt(2)
-    ring = 2.0 * np.array([[1, 0], [-1, 0], [0, 1], [0, -1], [r, r], [r, -r], [-r, r], [-r, -r]])
-    grid = np.arange(-2, 3, dtype=np.float64) * 2
-    square = np.array([[i, j] for i in grid for j in grid])
-    return {
-        "8gaussians": (ring / 1.414, 0.02 / 1.414),
-        "25gaussians": (square / 2.828, 0.05 / 2.828),
-    }
-
-
-#: name → (mode centres (K, 2), per-axis σ of every mode), after the data set's scaling.
-TOY_MODES: dict[str, tuple[np.ndarray, float]] = _toy_modes()
 
 
 def mode_stats(samples: Any, centres: Any, sigma: float, threshold: float = 3.0) -> dict[str, Any]:

@@ -1,0 +1,451 @@
+"""The trainer: n_critic critic steps per generator step, with one backward of
+(adversarial loss + penalty) per critic step, and the loop that logs, checkpoints,
+pictures and stops on a signal.
+
+Started by ``torchrun`` the same loop runs on several processes: each takes its slice
+of the global batch and gradients are averaged across processes after every backward
+(see :mod:`gantk.training.distributed` for the design); rank 0 alone writes the run
+folder. This module is longer than most: the steps and the loop share the trainer's
+state, and splitting them apart would scatter one algorithm over several files.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import checkpoint as ckpt_mod
+from .. import plots
+from ..config import TrainConfig
+from ..data import BatchSampler
+from ..errors import CheckpointError, GantkNote, GantkWarning, TrainingError, TrainingInterrupted, UsageError
+from ..fsutil import append_line, check_writable_dir, write_bytes_atomic
+from ..ops import acc_dtype
+from . import distributed
+from .accumulate import MetricAccumulator
+from .build import build_components, has_batchnorm, make_optimizer, resolve_device
+from .callbacks import Callback, TrainResult
+from .ema import WeightAverage
+from .rundir import new_run_dir
+
+
+class Trainer:
+    """Builds a run from a config (or resumes one from a checkpoint) and trains it."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        callbacks: list[Callback] | None = None,
+        resume: ckpt_mod.Checkpoint | None = None,
+        run_dir: str | Path | None = None,
+    ):
+        cfg.validate()
+        # under torchrun: join the process group; rank 0 alone reports (notes, warnings
+        # and callbacks are the same on every rank)
+        self.dist = distributed.init(cfg.device)
+        distributed.check_batch_size(cfg.batch_size, self.dist.world_size)
+        if not self.dist.is_main:
+            for category in (GantkNote, GantkWarning):
+                warnings.filterwarnings("ignore", category=category)
+        if resume is None:
+            for note in getattr(cfg, "notes", ()):
+                warnings.warn(note, GantkNote, stacklevel=2)
+        self.cfg = cfg
+        self.callbacks = list(callbacks or []) if self.dist.is_main else []
+        self.device = self.dist.device or resolve_device(cfg.device)
+        self.c = c = build_components(cfg, device=self.device)
+        self.G, self.D = c.generator, c.critic
+        self._check_setup()
+        self._choose_step_form()
+        self.ema = WeightAverage(self.G, cfg.ema) if cfg.ema > 0 else None
+        self.G_ema = self.ema.module if self.ema is not None else None
+        self.opt_g = make_optimizer(cfg.optimizer, self.G.parameters(), cfg.lr, cfg.betas)
+        self.opt_d = make_optimizer(cfg.optimizer, self.D.parameters(), cfg.lr, cfg.betas)
+        self._make_streams()
+        self.step = 0
+        self._stop_signal: int | None = None
+        self.last_checkpoint: Path | None = None
+        self.last_image: Path | None = None
+        if resume is not None:
+            self._restore(resume)
+            self.run_dir = Path(run_dir) if run_dir else resume.path.parent.parent
+            self.last_checkpoint = resume.path
+        elif self.dist.is_main:
+            self.run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
+            check_writable_dir(self.run_dir)
+        if resume is None and self.dist.enabled:  # the folder rank 0 created (its name has the time)
+            self.run_dir = Path(distributed.broadcast_text(str(self.run_dir) if self.dist.is_main else None, self.dist))
+        self._critic_index = self.step * cfg.n_critic
+        if self.dist.enabled:
+            self._join_ranks()
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        if self.dist.is_main:
+            write_bytes_atomic(self.run_dir / "config.json", json.dumps(json.loads(cfg.to_json()), indent=2).encode())
+
+    # ----------------------------------------------------------------- setup
+    def _check_setup(self) -> None:
+        """Refuse or warn about settings that cannot work with the built networks."""
+        cfg, c = self.cfg, self.c
+        if c.data.shape[0] < cfg.batch_size:
+            raise UsageError(f"--batch-size {cfg.batch_size} is larger than the data ({c.data.shape[0]} samples)")
+        if cfg.lipschitz == "clip" and cfg.optimizer == "adam":
+            warnings.warn(
+                "Adam with weight clipping: the WGAN paper found momentum-based optimizers unstable "
+                "with clipping and used RMSProp (--optimizer rmsprop, or --preset wgan)",
+                GantkWarning, stacklevel=3,
+            )
+        self._amp = cfg.amp == "bf16"
+        if self._amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise UsageError("--amp bf16 needs a GPU with bfloat16 support (Ampere or newer); use --amp off")
+        if cfg.channels_last:
+            if c.data.dim() != 4:
+                raise UsageError(f"--channels-last needs image data (N, C, H, W); {cfg.data} has samples of shape "
+                                 f"{tuple(c.data.shape[1:])}")
+            self.G.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)  # batches are converted as drawn (_layout)
+
+    def _choose_step_form(self) -> None:
+        # The critic scores real and fake in one batched forward unless it has BatchNorm
+        # (a joint batch would mix real and fake statistics, a different model): fewer,
+        # larger kernels, the same numbers for a per-sample critic.
+        self._joint_forward = (self.cfg.joint_forward and not has_batchnorm(self.D)
+                               and not self.c.model.critic_mixes_batch)
+        # On the CPU the adversarial loss is backpropagated before the penalty's graph is
+        # built, so the two graphs are never alive together: an interleaved A/B measured
+        # the critic step 4 % faster on the 32 and 64 px DCGAN critics, 1 % on the toy
+        # MLP (benchmarks/bench_step_ab.py, benchmarks/RESULTS.md).
+        # On CUDA one backward of the sum stays (fewer host calls; the step is host-bound).
+        self._adversarial_first = self.device.type == "cpu"
+
+    def _make_streams(self) -> None:
+        """The run's random streams: data order, latents, the penalty's ε (re-seeded
+        every critic step from (seed, critic step), so a lazy schedule or a resume never
+        shifts the other streams) and the pictures' fixed latents."""
+        cfg, c = self.cfg, self.c
+        self.g_data = torch.Generator().manual_seed(cfg.seed)
+        self.g_noise = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.g_eps = torch.Generator(device=self.device)
+        if self.dist.enabled:
+            self.sampler = distributed.ShardedBatchSampler(c.data, cfg.batch_size, self.g_data, self.dist)
+        else:
+            self.sampler = BatchSampler(c.data, cfg.batch_size, self.g_data)
+        nvis = 64 if c.modality == "image" else 1024
+        self.z_fixed = torch.randn(nvis, c.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 7919)).to(self.device)
+
+    def _join_ranks(self) -> None:
+        """Every rank built and loaded the same weights; make sure of it, and fetch the
+        fused kernels once per node before the first step."""
+        distributed.broadcast_module(self.G, self.dist)
+        distributed.broadcast_module(self.D, self.dist)
+        self._sync_buffers = has_batchnorm(self.G) or has_batchnorm(self.D)
+        distributed.prepare_extension(self.c.enforcer, self.dist)
+        if self.dist.rank:  # e.g. dropout: distinct per rank (the data and noise are sliced)
+            torch.manual_seed(distributed.derive_seed(self.cfg.seed, "torch", self.dist.rank, self.step))
+
+    # ----------------------------------------------------------------- state
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        st = {"data": self.g_data.get_state(), "noise": self.g_noise.get_state(), "torch": torch.get_rng_state()}
+        s = self.sampler.state()
+        st["sampler_perm"], st["sampler_pos"] = s["perm"], s["pos"]
+        return st
+
+    def _restore(self, ck: ckpt_mod.Checkpoint) -> None:
+        try:
+            self.G.load_state_dict(ck.module_state("generator"))
+            self.D.load_state_dict(ck.module_state("critic"))
+            if self.G_ema is not None:  # (a checkpoint from before the average existed: start it here)
+                self.G_ema.load_state_dict(ck.module_state("generator_ema") or ck.module_state("generator"))
+            self.opt_g.load_state_dict(ckpt_mod.optimizer_state(ck, "opt_g"))
+            self.opt_d.load_state_dict(ckpt_mod.optimizer_state(ck, "opt_d"))
+            t = ck.tensors
+            self.g_data.set_state(t["rng.data"])
+            self.g_noise.set_state(t["rng.noise"].to(self.g_noise.get_state().device))
+            torch.set_rng_state(t["rng.torch"])
+            self.sampler.load_state({"perm": t["rng.sampler_perm"], "pos": t["rng.sampler_pos"]})
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"{ck.path}: does not match its run config ({str(exc).splitlines()[0]})") from None
+        self.step = ck.step
+
+    def save(self) -> Path:
+        for name, mod in (("generator", self.G), ("critic", self.D)):
+            for pname, p in mod.named_parameters():
+                if not torch.isfinite(p).all():
+                    raise TrainingError(
+                        f"step {self.step}: {name} parameter {pname} is not finite; not overwriting the "
+                        f"last good checkpoint ({self.last_checkpoint or 'none yet'})"
+                    )
+        path = ckpt_mod.checkpoint_path(self.run_dir, self.step)
+        if not self.dist.is_main:  # rank 0 writes it; the weights are the same everywhere
+            self.last_checkpoint = path
+            return path
+        ckpt_mod.save_checkpoint(
+            path, config=self.cfg, step=self.step, generator=self.G, critic=self.D,
+            opt_g=self.opt_g, opt_d=self.opt_d, rng=self.rng_state(), generator_ema=self.G_ema,
+            extra={"data_shape": list(self.c.data_shape), "latent_dim": self.c.latent_dim,
+                   "model": self.c.model.name, "modality": self.c.modality},
+        )
+        self.last_checkpoint = path
+        for _, old in ckpt_mod.list_checkpoints(self.run_dir)[: -self.cfg.keep]:
+            old.unlink(missing_ok=True)
+        for cb in self.callbacks:
+            cb.on_checkpoint(self.step, path)
+        return path
+
+    # ----------------------------------------------------------------- steps
+    def lr_factor(self, step: int | None = None) -> float:
+        """The schedule's multiplier of ``lr`` for the iteration that starts at ``step``
+        (default: now): 1 throughout for ``lr_decay = "none"``; 1 − step/steps for
+        ``"linear"``, so the last iteration runs at lr/steps, or, with ``lr_floor`` f,
+        max(f, 1 − step/steps): the same decay, held at f·lr once it gets there. It
+        depends on the step alone, so a resumed run continues the same schedule (over
+        the new total if ``--steps`` changed on resume)."""
+        step = self.step if step is None else step
+        if self.cfg.lr_decay == "linear":
+            return max(self.cfg.lr_floor, 1.0 - step / self.cfg.steps)
+        return 1.0
+
+    def _set_lr(self) -> None:
+        lr = self.cfg.lr * self.lr_factor()
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    def _noise(self) -> torch.Tensor:
+        """This rank's rows of the global batch of latents (all of it in one process)."""
+        z = torch.randn(self.cfg.batch_size, self.c.latent_dim, generator=self.g_noise, device=self.device)
+        return distributed.shard(z, self.dist)
+
+    def _autocast(self):
+        """bfloat16 autocast for the networks' forward passes under ``amp = "bf16"``."""
+        if self._amp:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.channels_last and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def critic_step(self) -> dict[str, torch.Tensor]:
+        """One critic update: the gradient of (adversarial loss + penalty), then one
+        optimizer step. On CUDA that is one backward of the sum; on the CPU the
+        adversarial loss is backpropagated first, so its graph is freed before the
+        penalty's double-backward graph is built (lower peak memory, faster there).
+
+        With ``penalty_every = k > 1`` (lazy regularization, Karras et al. 2020,
+        "Analyzing and Improving the Image Quality of StyleGAN", sec. 3.1) the enforcer's
+        penalty is computed on every k-th critic step only and weighted k times there,
+        so its expected weight per step is unchanged while the costly double backward
+        runs k times less often. Unlike StyleGAN2, which takes a separate optimizer step
+        for the penalty alone (and rescales Adam's learning rate and betas for it), the
+        penalty joins that step's adversarial loss: the number of optimizer steps and
+        the optimizer settings stay as they are, and every backward reaches every
+        critic parameter. The logged ``critic_loss`` is loss + penalty (unweighted).
+        """
+        index = self._critic_index
+        self._critic_index += 1
+        real = self._layout(self.sampler.next())
+        z = self._noise()
+        with torch.no_grad(), self._autocast():
+            fake = self._layout(self.G(z).to(real.dtype))  # bf16 under amp: back to the data's dtype
+        with self._autocast():
+            if self._joint_forward:  # one batched pass over real and fake (see __init__)
+                both = self.D(torch.cat([real, fake])).float()
+                real_out, fake_out = both[: real.shape[0]], both[real.shape[0]:]
+            else:
+                real_out = self.D(real).float()
+                fake_out = self.D(fake).float()
+            loss = self.c.loss.critic_loss(real_out, fake_out)
+        k = self.cfg.penalty_every
+        penalty_step = index % k == 0
+        early = self._adversarial_first and penalty_step
+        self.opt_d.zero_grad(set_to_none=True)
+        if early:
+            loss.backward()  # frees the adversarial graph before the penalty's is built
+        pen = None
+        with self._autocast():
+            if penalty_step:
+                # ε in the dtype draw_epsilon uses, so the rank's slice matches its draw
+                g = distributed.rank_stream(self.g_eps, distributed.derive_seed(self.cfg.seed, "eps", index),
+                                            self.dist, real.shape[0], acc_dtype(real.dtype))
+                # under amp the critic (and the backward to x̂) runs in bf16, but x̂ and
+                # ∇ₓD(x̂) are float32 tensors, so the norm and penalty arithmetic is float32
+                pen = self.c.enforcer.penalty(self.D, real, fake, generator=g)
+        weighted = None if pen is None else (pen.value * k if k > 1 else pen.value)
+        if early:
+            if weighted is not None:
+                weighted.backward()
+        else:
+            (loss if weighted is None else loss + weighted).backward()  # one backward of the sum
+        distributed.average_gradients(self.D.parameters(), self.dist)
+        self.opt_d.step()
+        self.c.enforcer.after_critic_step(self.D)
+        out = {
+            "critic_loss": loss.detach() + pen.value.detach() if pen is not None else loss.detach(),
+            "w_estimate": (real_out.detach().float().mean() - fake_out.detach().float().mean()),
+        }
+        if pen is not None:
+            for k, v in pen.stats.items():
+                out[k] = torch.as_tensor(v).detach().float()
+        return out
+
+    def generator_step(self) -> torch.Tensor:
+        for p in self.D.parameters():
+            p.requires_grad_(False)
+        z = self._noise()
+        with self._autocast():
+            real_out = None
+            if self.c.loss.needs_real_scores:
+                with torch.no_grad():
+                    real_out = self.D(self._layout(self.sampler.next())).float()
+            fake_out = self.D(self._layout(self.G(z))).float()
+            if real_out is None:
+                loss = self.c.loss.generator_loss(fake_out)
+            else:
+                loss = self.c.loss.generator_loss(fake_out, real_out)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.average_gradients(self.G.parameters(), self.dist)
+        self.opt_g.step()
+        for p in self.D.parameters():
+            p.requires_grad_(True)
+        if self.dist.enabled and self._sync_buffers:  # BatchNorm running statistics: rank 0's
+            distributed.broadcast_buffers(self.G, self.dist)
+            distributed.broadcast_buffers(self.D, self.dist)
+        return loss.detach()
+
+    @property
+    def sample_generator(self) -> nn.Module:
+        """The generator that samples, pictures and evaluations use: the weight average
+        when ``--ema`` is on, else the generator itself."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+    # --------------------------------------------------------------- outputs
+    @torch.no_grad()
+    def write_image(self) -> Path | None:
+        if not self.dist.is_main:
+            return None
+        G = self.sample_generator
+        was = G.training
+        G.eval()
+        fake = G(self.z_fixed)
+        G.train(was)
+        path = self.run_dir / "images" / f"step-{self.step:07d}.png"
+        title = f"{self.cfg.loss} + {self.cfg.lipschitz}, step {self.step}" + (", EMA" if self.G_ema is not None else "")
+        real = critic = None
+        if self.c.modality == "points":
+            idx = torch.randperm(self.c.data.shape[0], generator=torch.Generator().manual_seed(0))[:1024]
+            real, critic = self.c.data[idx.to(self.c.data.device)], self.D
+        plots.save_samples_picture(path, fake, self.c.modality, title=title, real=real, critic=critic)
+        self.last_image = path
+        for cb in self.callbacks:
+            cb.on_image(self.step, path)
+        return path
+
+    def _request_stop(self, signum, frame) -> None:
+        if self._stop_signal is not None:  # second signal: stop now
+            raise KeyboardInterrupt
+        self._stop_signal = signum
+
+    # ------------------------------------------------------------------ loop
+    def train(self) -> TrainResult:
+        """Run to ``cfg.steps``: each iteration n_critic critic steps, one generator
+        step and the average's update, then the log line, checkpoint and picture when
+        due. SIGINT/SIGTERM stop after the current iteration with a checkpoint."""
+        t0 = time.perf_counter()
+        for cb in self.callbacks:
+            cb.on_start(self)
+        handlers = self._install_signal_handlers()
+        self._acc = MetricAccumulator(self.device)
+        self._last: dict[str, float] = {}
+        self._t_log = time.perf_counter()
+        try:
+            while self.step < self.cfg.steps:
+                self._iteration()
+                final = self.step >= self.cfg.steps
+                # a signal reaches the ranks at different steps: all stop at the first one
+                stop = distributed.max_over_ranks(self._stop_signal or 0, self.dist)
+                self._periodic(final, t0)
+                if stop and not final:
+                    path = self.save()
+                    code = 130 if stop == signal.SIGINT else 143
+                    raise TrainingInterrupted(
+                        f"stopped at step {self.step} by {signal.Signals(stop).name}; checkpoint "
+                        f"{path}; continue with: gantk train --resume {self.run_dir}", code)
+        except KeyboardInterrupt:
+            path = self.save() if self.step > 0 else None
+            raise TrainingInterrupted(
+                f"interrupted at step {self.step}; "
+                + (f"checkpoint {path}; continue with: gantk train --resume {self.run_dir}" if path else "nothing saved"),
+                130) from None
+        finally:
+            for sig, h in handlers.items():
+                signal.signal(sig, h)
+        result = TrainResult(self.run_dir, self.step, self.last_checkpoint or self.save(), self.last_image,
+                             self._last, time.perf_counter() - t0)
+        for cb in self.callbacks:
+            cb.on_end(result)
+        return result
+
+    def _install_signal_handlers(self) -> dict:
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.signal(sig, self._request_stop)
+        return handlers
+
+    def _iteration(self) -> None:
+        """One generator iteration: n_critic critic steps, a generator step, the
+        weight average, and the step's figures into the accumulator."""
+        cfg = self.cfg
+        if cfg.lr_decay != "none":  # a constant lr stays as the optimizers were built
+            self._set_lr()
+        crit: dict[str, torch.Tensor] = {}
+        self._critic_index = self.step * cfg.n_critic
+        for _ in range(cfg.n_critic):
+            crit.update(self.critic_step())  # the penalty's figures from its last step
+        g_loss = self.generator_step()
+        if self.ema is not None:
+            self.ema.update(self.G, self.step)
+        self.step += 1
+        self._acc.add(g_loss, crit)
+        for cb in self.callbacks:
+            cb.on_step(self.step)
+
+    def _periodic(self, final: bool, t0: float) -> None:
+        """The log line, checkpoint and picture that are due at this step."""
+        cfg = self.cfg
+        if (cfg.log_every and self.step % cfg.log_every == 0) or final:
+            self._log(t0)
+        if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or final:
+            self.save()
+        if (cfg.image_every and self.step % cfg.image_every == 0) or final:
+            self.write_image()
+
+    def _log(self, t0: float) -> None:
+        last = self._acc.means(self.dist, self.step, self.last_checkpoint)
+        now = time.perf_counter()
+        last["steps_per_s"] = self._acc.steps / max(now - self._t_log, 1e-9)
+        rec = {"step": self.step, **{k: round(v, 6) for k, v in last.items()}, "time": round(now - t0, 3)}
+        if self.cfg.lr_decay != "none":  # the lr this step ran with
+            rec["lr"] = self.opt_g.param_groups[0]["lr"]
+        if self.dist.is_main:
+            append_line(self.metrics_path, json.dumps(rec))
+        for cb in self.callbacks:
+            cb.on_log(self.step, last)
+        self._last = last
+        self._acc.reset()
+        self._t_log = now
+
+
+def train(cfg: TrainConfig, *, callbacks: list[Callback] | None = None) -> TrainResult:
+    """Train a new run from ``cfg``."""
+    return Trainer(cfg, callbacks=callbacks).train()
