@@ -5,7 +5,7 @@ import os
 os.environ["GANTK_LOAD_PLUGINS"] = ""
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Evaluation caches (the digits classifier, W1 floors) go to a folder of this test
-# session, never the user's ~/.cache.
+# run, never the user's ~/.cache.
 if "GANTK_CACHE_DIR" not in os.environ:
     import tempfile
 

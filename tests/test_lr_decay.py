@@ -104,7 +104,7 @@ def test_toy_sets_recommend_linear_decay_and_their_networks_but_presets_keep_the
         # the networks are one choice: any model option given and none is recommended
         shaped = make_config(data="8gaussians", model_options={"width": 64})
         assert shaped.model_options == {"width": 64} and not any("model option" in n for n in shaped.notes)
-        roll = make_config(data="swissroll")  # no modes to sharpen: the session-3 settings
+        roll = make_config(data="swissroll")  # no modes to sharpen: the paper's networks, every-step penalty
         assert (roll.lr, roll.model_options, roll.lr_decay, roll.steps, roll.penalty_every) == (
             1e-3, {}, "linear", 2000, 1)
         paper = make_config("wgan-gp", data="25gaussians")

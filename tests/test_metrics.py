@@ -1,4 +1,4 @@
-"""The pure metric functions of gantk.metrics on cases with known answers."""
+"""The pure metric functions of gantk.eval.metrics on cases with known answers."""
 import math
 
 import numpy as np

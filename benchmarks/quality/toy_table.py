@@ -11,7 +11,7 @@ gp-every-16`` trains WGAN-GP with the penalty on every k-th critic step (weighte
 Runs go to a scratch folder (``--runs``); results are appended, one JSON line per run,
 to ``--results`` (default ``toy_table.jsonl`` here), and runs already there are skipped,
 so an interrupted table resumes. Prints a markdown table (mean ± sd over seeds and the
-per-seed values), and writes it with the run metadata to ``toy_table.json``.
+per-seed values), and writes it with the run metadata to ``--json``.
 
     python benchmarks/quality/toy_table.py [--data 8gaussians,25gaussians,swissroll]
         [--methods gan,wgan,wgan-gp,lp,sngan] [--seeds 0,1,2] [--workers 2] [--steps N]
@@ -136,7 +136,7 @@ def _flags(job: dict) -> dict:
 
 def current_floor_pairs(data: str, n: int) -> int:
     """Real-vs-real pairs the floor ``gantk eval`` uses now for ``data`` at N = ``n``:
-    the shipped floor's (gantk/w1_floors.json) where there is one, else FLOOR_DRAWS."""
+    the shipped floor's (gantk/default_plugins/w1_floors.json) where there is one, else FLOOR_DRAWS."""
     from gantk.eval import shipped_floor
     from gantk.plugins import get_registry
 
@@ -232,7 +232,8 @@ def main(argv=None) -> int:
     ap.add_argument("--also", default="", help="more results files to read (comma-separated), never written")
     ap.add_argument("--runs", default="/tmp/gantk-toy-table")
     ap.add_argument("--results", default=str(HERE / "toy_table.jsonl"))
-    ap.add_argument("--json", default=str(HERE / "toy_table.json"))
+    ap.add_argument("--json", required=True,
+                    help="the table file to write, named by what it holds (e.g. toy_table_methods.json)")
     args = ap.parse_args(argv)
     datas = [d for d in args.data.split(",") if d]
     methods = [m for m in args.methods.split(",") if m]

@@ -1,4 +1,4 @@
-"""Write ``gantk/w1_floors.json``: the real-vs-real W1 floors of the built-in toy sets
+"""Write ``gantk/default_plugins/w1_floors.json``: the real-vs-real W1 floors of the built-in toy sets
 at the published N = 2500, each averaged over many pairs (``gantk eval`` uses them
 instead of computing 16 pairs on first use).
 

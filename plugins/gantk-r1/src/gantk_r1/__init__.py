@@ -19,18 +19,15 @@ from __future__ import annotations
 import torch
 
 import gantk
+from gantk.ops import check_impl
 
 __version__ = "0.1.0"
-
-_IMPLS = ("auto", "ref", "ext")
-
 
 def _check_options(enforcer: gantk.LipschitzEnforcer, nonneg: tuple[str, ...]) -> None:
     for key in nonneg:
         if not enforcer.opts[key] >= 0:
             raise gantk.UsageError(f"{enforcer.name}: {key} must be >= 0, got {enforcer.opts[key]}")
-    if enforcer.opts["impl"] not in _IMPLS:
-        raise gantk.UsageError(f"{enforcer.name}: impl must be auto, ref or ext, not {enforcer.opts['impl']!r}")
+    check_impl(enforcer.opts["impl"], enforcer.name)
 
 
 def _output(gp: gantk.GradientPenalty) -> gantk.PenaltyOutput:
