@@ -241,6 +241,96 @@ LEVERS: dict[str, dict[str, Any]] = {
 GPU_LEVERS = ("amp-bf16", "channels-last", "amp-bf16+channels-last")
 
 
+#: critic steps per generator step in the iterations/s figures of :func:`bench_steps`
+_N_CRITIC = 5
+
+
+def _iter_s(critic_s: float, generator_s: float) -> float:
+    """Seconds per training iteration: ``_N_CRITIC`` critic steps and one generator step."""
+    return _N_CRITIC * critic_s + generator_s
+
+
+def _time_steps(tr, ref: ReferenceLoop, device: str, min_time: float) -> dict[str, dict[str, float]]:
+    """One critic step and one generator step of the Trainer and of the reference loop."""
+    return {
+        "gantk_critic": timeit(tr.critic_step, device=device, min_time=min_time),
+        "reference_critic": timeit(ref.critic_step, device=device, min_time=min_time),
+        "gantk_generator": timeit(tr.generator_step, device=device, min_time=min_time),
+        "reference_generator": timeit(ref.generator_step, device=device, min_time=min_time),
+    }
+
+
+def _time_penalty_elementwise(case: dict, device: str, min_time: float) -> dict[str, float]:
+    """The penalty's elementwise work (interpolation and norm head, ``impl="auto"``) on
+    tensors of the case's shape."""
+    shape = (case["batch_size"], *case["shape"])
+    real = torch.randn(shape, device=device)
+    fake = torch.randn(shape, device=device)
+    g = (0.05 * torch.randn(shape, device=device)).requires_grad_(True)
+
+    def elementwise():
+        interpolate(real, fake)
+        pen, _ = gradient_norm_penalty(g)
+        torch.autograd.grad(pen, g)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return timeit(elementwise, device=device, min_time=min_time / 2)
+
+
+def _time_lever(make_trainer: Callable[..., Any], overrides: dict[str, Any], t: dict[str, dict[str, float]],
+                reference_iter_per_s: float, device: str, min_time: float) -> dict[str, Any]:
+    """One lever's entry of ``row["levers"]``: its Trainer's critic step averaged over
+    ``penalty_every`` consecutive steps, against the reference (``t``: the case's times);
+    a note when the overrides do not apply to the case."""
+    try:
+        ltr = make_trainer(**overrides)
+    except UsageError as exc:  # e.g. channels-last on the toy MLP
+        return {"overrides": overrides, "missing": str(exc)}
+    k = max(1, ltr.cfg.penalty_every)
+
+    def k_steps():
+        for _ in range(k):
+            ltr.critic_step()
+
+    crit = timeit(k_steps, device=device, min_time=min_time)["median"] / k
+    it = _iter_s(crit, t["gantk_generator"]["median"])
+    return {
+        "overrides": overrides, "critic_s": crit, "iter_per_s": 1.0 / it,
+        "speedup": (1.0 / it) / reference_iter_per_s,
+        "critic_speedup": t["reference_critic"]["median"] / crit,
+    }
+
+
+def _bench_step_case(name: str, tmp: Path, device: str, min_time: float, model_options: dict | None,
+                     levers: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """One row of :func:`bench_steps`: the case ``name`` timed, or a note when its model
+    is not registered."""
+    case = STEP_CASES[name]
+    row: dict[str, Any] = {"case": name, "device": device, "batch_size": case["batch_size"],
+                           "shape": list(case["shape"]), "model": case["model"]}
+    if case["model"] not in get_registry("model"):
+        row["missing"] = f"model {case['model']!r} is not registered"
+        return row
+
+    def trainer(**overrides):
+        return step_case_trainer(name, tmp, device, model_options, **overrides)
+
+    tr = trainer()
+    t = _time_steps(tr, ReferenceLoop.like(tr), device, min_time)
+    t["penalty_elementwise"] = _time_penalty_elementwise(case, device, min_time)
+    for who in ("gantk", "reference"):
+        row[f"{who}_iter_per_s"] = 1.0 / _iter_s(t[f"{who}_critic"]["median"], t[f"{who}_generator"]["median"])
+    row["times"] = t
+    row["speedup"] = row["gantk_iter_per_s"] / row["reference_iter_per_s"]
+    row["critic_speedup"] = t["reference_critic"]["median"] / t["gantk_critic"]["median"]
+    row["penalty_share"] = t["penalty_elementwise"]["median"] / t["gantk_critic"]["median"]
+    if levers:
+        row["levers"] = {label: _time_lever(trainer, overrides, t, row["reference_iter_per_s"], device, min_time)
+                         for label, overrides in levers.items()}
+    return row
+
+
 def bench_steps(cases=("toy-mlp",), device: str = "cpu", min_time: float = 1.0, workdir: Path | None = None,
                 model_options: dict | None = None, levers: dict[str, dict[str, Any]] | None = None,
                 ) -> list[dict[str, Any]]:
@@ -253,73 +343,8 @@ def bench_steps(cases=("toy-mlp",), device: str = "cpu", min_time: float = 1.0, 
     another Trainer on the same case, its critic step averaged over ``penalty_every``
     consecutive steps (the lazy penalty runs on one of them), and reported in
     ``row["levers"]`` as seconds per critic step and iterations/s against the reference."""
-    rows = []
     tmp = Path(workdir or tempfile.mkdtemp(prefix="gantk-bench-"))
-    for name in cases:
-        case = STEP_CASES[name]
-        row: dict[str, Any] = {"case": name, "device": device, "batch_size": case["batch_size"],
-                               "shape": list(case["shape"]), "model": case["model"]}
-        if case["model"] not in get_registry("model"):
-            row["missing"] = f"model {case['model']!r} is not registered"
-            rows.append(row)
-            continue
-        def trainer(**overrides):
-            return step_case_trainer(name, tmp, device, model_options, **overrides)
-
-        tr = trainer()
-        ref = ReferenceLoop.like(tr)
-        t = {
-            "gantk_critic": timeit(tr.critic_step, device=device, min_time=min_time),
-            "reference_critic": timeit(ref.critic_step, device=device, min_time=min_time),
-            "gantk_generator": timeit(tr.generator_step, device=device, min_time=min_time),
-            "reference_generator": timeit(ref.generator_step, device=device, min_time=min_time),
-        }
-        # the penalty's elementwise work on tensors of this shape
-        shape = (case["batch_size"], *case["shape"])
-        real = torch.randn(shape, device=device)
-        fake = torch.randn(shape, device=device)
-        g = (0.05 * torch.randn(shape, device=device)).requires_grad_(True)
-
-        def elementwise():
-            interpolate(real, fake)
-            pen, _ = gradient_norm_penalty(g)
-            torch.autograd.grad(pen, g)
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t["penalty_elementwise"] = timeit(elementwise, device=device, min_time=min_time / 2)
-        n_critic = 5
-        for who in ("gantk", "reference"):
-            it = n_critic * t[f"{who}_critic"]["median"] + t[f"{who}_generator"]["median"]
-            row[f"{who}_iter_per_s"] = 1.0 / it
-        row["times"] = t
-        row["speedup"] = row["gantk_iter_per_s"] / row["reference_iter_per_s"]
-        row["critic_speedup"] = t["reference_critic"]["median"] / t["gantk_critic"]["median"]
-        row["penalty_share"] = t["penalty_elementwise"]["median"] / t["gantk_critic"]["median"]
-        if levers:
-            row["levers"] = {}
-            for label, overrides in levers.items():
-                try:
-                    ltr = trainer(**overrides)
-                except UsageError as exc:  # e.g. channels-last on the toy MLP
-                    row["levers"][label] = {"overrides": overrides, "missing": str(exc)}
-                    continue
-                k = max(1, ltr.cfg.penalty_every)
-
-                def k_steps(ltr=ltr, k=k):
-                    for _ in range(k):
-                        ltr.critic_step()
-
-                lt = timeit(k_steps, device=device, min_time=min_time)
-                crit = lt["median"] / k
-                it = n_critic * crit + t["gantk_generator"]["median"]
-                row["levers"][label] = {
-                    "overrides": overrides, "critic_s": crit, "iter_per_s": 1.0 / it,
-                    "speedup": (1.0 / it) / row["reference_iter_per_s"],
-                    "critic_speedup": t["reference_critic"]["median"] / crit,
-                }
-        rows.append(row)
-    return rows
+    return [_bench_step_case(name, tmp, device, min_time, model_options, levers) for name in cases]
 
 
 # --------------------------------------------------------------------------------------

@@ -126,6 +126,61 @@ def _toy_critic(data_shape: tuple[int, ...]) -> nn.Module:
 
 
 # ------------------------------------------------------------------ enforcers
+def _prepared_critic(enf: LipschitzEnforcer, who: str, critic: nn.Module | None, data_shape: tuple[int, ...],
+                     seed: int) -> nn.Module:
+    """The critic (default a tanh MLP seeded with ``seed``) after the enforcer's
+    ``prepare_critic``, checked to still be an nn.Module."""
+    if critic is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            critic = _toy_critic(data_shape)
+    critic = _call(who, "prepare_critic()", enf.prepare_critic, critic)
+    if not isinstance(critic, nn.Module):
+        raise AssertionError(f"{who}: prepare_critic must return the critic (an nn.Module), "
+                             f"got {type(critic).__name__}")
+    return critic
+
+
+def _check_penalty_output(who: str, out: Any, params: list[torch.Tensor], expect_penalty: bool) -> None:
+    """What ``penalty()`` returned: None only when allowed, else a PenaltyOutput whose
+    value is a finite scalar differentiable w.r.t. ``params`` and whose stats are
+    finite scalars."""
+    if out is None:
+        if expect_penalty:
+            raise AssertionError(f"{who}: penalty() returned None (no penalty); pass expect_penalty=False "
+                                 "for an enforcer that works through prepare_critic/after_critic_step")
+        return
+    if not isinstance(out, PenaltyOutput):
+        raise AssertionError(f"{who}: penalty() must return a gantk.PenaltyOutput or None, "
+                             f"got {type(out).__name__}")
+    value = _scalar(out.value, f"{who}: penalty().value")
+    if not value.requires_grad:
+        raise AssertionError(f"{who}: the penalty is not differentiable w.r.t. the critic's parameters "
+                             "(computed under no_grad, or detached?)")
+    _grads(value, params, f"{who}: d penalty / d critic parameters")
+    if not isinstance(out.stats, Mapping):
+        raise AssertionError(f"{who}: PenaltyOutput.stats must be a dict, got {type(out.stats).__name__}")
+    for key, v in out.stats.items():
+        t = torch.as_tensor(v).detach()
+        if t.numel() != 1 or not torch.isfinite(t).all():
+            raise AssertionError(f"{who}: stats[{key!r}] must be a finite scalar, got {v!r}")
+
+
+def _check_critic_unchanged(who: str, critic: nn.Module, params: list[torch.Tensor],
+                            before_params: list[torch.Tensor], probe: torch.Tensor,
+                            before_out: torch.Tensor) -> None:
+    """The critic's parameters, and its eval-mode outputs on ``probe``, as before ``penalty()``."""
+    for p, b in zip(params, before_params):
+        if not torch.equal(p.detach(), b):
+            raise AssertionError(f"{who}: penalty() changed the critic's parameters")
+    critic.eval()
+    with torch.no_grad():
+        after_out = critic(probe)
+    critic.train()
+    if after_out.shape != before_out.shape or not torch.allclose(after_out, before_out, rtol=1e-5, atol=1e-6):
+        raise AssertionError(f"{who}: penalty() changed the critic's outputs")
+
+
 def check_penalty(
     enforcer: Any,
     *,
@@ -153,14 +208,7 @@ def check_penalty(
     real = torch.randn(batch_size, *data_shape, generator=gen) + 1.0
     fake = torch.randn(batch_size, *data_shape, generator=gen)
     probe = torch.randn(batch_size, *data_shape, generator=gen)
-    if critic is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            critic = _toy_critic(data_shape)
-    critic = _call(who, "prepare_critic()", enf.prepare_critic, critic)
-    if not isinstance(critic, nn.Module):
-        raise AssertionError(f"{who}: prepare_critic must return the critic (an nn.Module), "
-                             f"got {type(critic).__name__}")
+    critic = _prepared_critic(enf, who, critic, data_shape, seed)
     params = [p for p in critic.parameters() if p.requires_grad]
     critic.eval()
     with torch.no_grad():
@@ -176,34 +224,8 @@ def check_penalty(
         raise AssertionError(f"{who}: penalty() must not call backward(); the trainer does one backward of loss + penalty")
     if not torch.equal(real, real_copy) or not torch.equal(fake, fake_copy):
         raise AssertionError(f"{who}: penalty() modified the real or fake batch in place")
-    if out is None:
-        if expect_penalty:
-            raise AssertionError(f"{who}: penalty() returned None (no penalty); pass expect_penalty=False "
-                                 "for an enforcer that works through prepare_critic/after_critic_step")
-    else:
-        if not isinstance(out, PenaltyOutput):
-            raise AssertionError(f"{who}: penalty() must return a gantk.PenaltyOutput or None, "
-                                 f"got {type(out).__name__}")
-        value = _scalar(out.value, f"{who}: penalty().value")
-        if not value.requires_grad:
-            raise AssertionError(f"{who}: the penalty is not differentiable w.r.t. the critic's parameters "
-                                 "(computed under no_grad, or detached?)")
-        _grads(value, params, f"{who}: d penalty / d critic parameters")
-        if not isinstance(out.stats, Mapping):
-            raise AssertionError(f"{who}: PenaltyOutput.stats must be a dict, got {type(out.stats).__name__}")
-        for key, v in out.stats.items():
-            t = torch.as_tensor(v).detach()
-            if t.numel() != 1 or not torch.isfinite(t).all():
-                raise AssertionError(f"{who}: stats[{key!r}] must be a finite scalar, got {v!r}")
-    for p, b in zip(params, before_params):
-        if not torch.equal(p.detach(), b):
-            raise AssertionError(f"{who}: penalty() changed the critic's parameters")
-    critic.eval()
-    with torch.no_grad():
-        after_out = critic(probe)
-    critic.train()
-    if after_out.shape != before_out.shape or not torch.allclose(after_out, before_out, rtol=1e-5, atol=1e-6):
-        raise AssertionError(f"{who}: penalty() changed the critic's outputs")
+    _check_penalty_output(who, out, params, expect_penalty)
+    _check_critic_unchanged(who, critic, params, before_params, probe, before_out)
     return out
 
 
@@ -374,6 +396,60 @@ def _registered(objs: dict[str, Any]) -> Iterator[dict[str, str]]:
             unregister_plugin(plugin)
 
 
+def _instance_options(opts: dict[str, dict | None], objs: dict[str, Any]) -> None:
+    """Where a component is given as an instance and its options are not, use the
+    instance's own options (``opts`` filled in place)."""
+    for kind, obj in objs.items():
+        key = "data" if kind == "dataset" else kind
+        if obj is not None and not isinstance(obj, (str, type)) and opts[key] is None:
+            opts[key] = dict(_instance(obj, kind).opts)
+
+
+def _small_run_defaults(opts: dict[str, dict | None], names: dict[str, str]) -> None:
+    """Options still unset, for a tiny run (``opts`` filled in place): a 2 × 16 MLP and
+    a generated set of 256 points."""
+    if opts["model"] is None and names["model"] == "mlp":
+        opts["model"] = {"width": 16, "depth": 2}
+    if opts["data"] is None and "n" in get_registry("dataset").get(names["dataset"]).options:
+        opts["data"] = {"n": 256}  # a generated set: a small one
+
+
+def _train_tiny(what: str, settings: dict[str, Any]):
+    """Build the config and Trainer from ``settings`` and train; any failure is an
+    AssertionError naming ``what``. Returns the trainer, its config, the result and the
+    generator's and critic's parameters before training."""
+    try:
+        cfg = make_config(settings.pop("preset", None), **settings)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GantkNote)  # notes about recommended options
+            tr = Trainer(cfg)
+        g0 = [p.detach().clone() for p in tr.G.parameters()]
+        d0 = [p.detach().clone() for p in tr.D.parameters()]
+        res = tr.train()
+    except GantkError as exc:
+        raise AssertionError(f"{what} failed: {exc}") from exc
+    except Exception as exc:
+        raise AssertionError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+    return tr, cfg, res, g0, d0
+
+
+def _check_trained(what: str, tr: Trainer, cfg, res, g0: list[torch.Tensor], d0: list[torch.Tensor]) -> None:
+    """The run finished: every step done, finite metrics and parameters, generator and
+    critic both moved, a checkpoint written."""
+    if res.step != cfg.steps:
+        raise AssertionError(f"{what}: stopped at step {res.step} of {cfg.steps}")
+    bad = {k: v for k, v in res.metrics.items() if not math.isfinite(v)}
+    if bad:
+        raise AssertionError(f"{what}: metrics not finite: {bad}")
+    for label, net, before in (("generator", tr.G, g0), ("critic", tr.D, d0)):
+        if not all(torch.isfinite(p).all() for p in net.parameters()):
+            raise AssertionError(f"{what}: the {label}'s parameters are not finite")
+        if before and all(torch.equal(a, b.detach()) for a, b in zip(before, net.parameters())):
+            raise AssertionError(f"{what}: the {label}'s parameters did not change")
+    if not res.checkpoint.exists():
+        raise AssertionError(f"{what}: no checkpoint was written")
+
+
 def check_trains(
     *,
     loss: Any = "wasserstein",
@@ -403,15 +479,9 @@ def check_trains(
     """
     opts = {"loss": loss_options, "lipschitz": lipschitz_options, "model": model_options, "data": data_options}
     objs = {"loss": loss, "lipschitz": lipschitz, "model": model, "dataset": data}
-    for kind, obj in objs.items():
-        key = "data" if kind == "dataset" else kind
-        if obj is not None and not isinstance(obj, (str, type)) and opts[key] is None:
-            opts[key] = dict(_instance(obj, kind).opts)
+    _instance_options(opts, objs)
     with _registered(objs) as names, contextlib.ExitStack() as stack:
-        if opts["model"] is None and names["model"] == "mlp":
-            opts["model"] = {"width": 16, "depth": 2}
-        if opts["data"] is None and "n" in get_registry("dataset").get(names["dataset"]).options:
-            opts["data"] = {"n": 256}  # a generated set: a small one
+        _small_run_defaults(opts, names)
         if out is None:
             out = stack.enter_context(tempfile.TemporaryDirectory(prefix="gantk-check-"))
         what = f"training with loss={names['loss']!r}, lipschitz={names['lipschitz']!r}, model={names['model']!r}"
@@ -423,30 +493,8 @@ def check_trains(
             log_every=1, checkpoint_every=0, image_every=0,
         )
         settings.update(config)
-        try:
-            cfg = make_config(settings.pop("preset", None), **settings)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", GantkNote)  # notes about recommended options
-                tr = Trainer(cfg)
-            g0 = [p.detach().clone() for p in tr.G.parameters()]
-            d0 = [p.detach().clone() for p in tr.D.parameters()]
-            res = tr.train()
-        except GantkError as exc:
-            raise AssertionError(f"{what} failed: {exc}") from exc
-        except Exception as exc:
-            raise AssertionError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
-        if res.step != cfg.steps:
-            raise AssertionError(f"{what}: stopped at step {res.step} of {cfg.steps}")
-        bad = {k: v for k, v in res.metrics.items() if not math.isfinite(v)}
-        if bad:
-            raise AssertionError(f"{what}: metrics not finite: {bad}")
-        for label, net, before in (("generator", tr.G, g0), ("critic", tr.D, d0)):
-            if not all(torch.isfinite(p).all() for p in net.parameters()):
-                raise AssertionError(f"{what}: the {label}'s parameters are not finite")
-            if before and all(torch.equal(a, b.detach()) for a, b in zip(before, net.parameters())):
-                raise AssertionError(f"{what}: the {label}'s parameters did not change")
-        if not res.checkpoint.exists():
-            raise AssertionError(f"{what}: no checkpoint was written")
+        tr, cfg, res, g0, d0 = _train_tiny(what, settings)
+        _check_trained(what, tr, cfg, res, g0, d0)
         return res
 
 

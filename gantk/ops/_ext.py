@@ -293,6 +293,63 @@ def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {first}"[:300]
 
 
+def _check_toolchain() -> None:
+    """A C++ compiler and ninja are there to build with (FileNotFoundError saying what
+    is missing otherwise)."""
+    comp = compiler()
+    if comp["path"] is None:
+        raise FileNotFoundError(
+            f"no C++ compiler found (looked for {comp['name']!r}; install one or set CXX)"
+        )
+    from torch.utils.cpp_extension import is_ninja_available
+
+    if not is_ninja_available():
+        raise FileNotFoundError("ninja is not installed (pip install ninja)")
+
+
+def _library(src: Path, bdir: Path, cuda: bool, build: bool, verbose: bool, errors: list[str]) -> str | None:
+    """The library of one candidate build: a finished build in ``bdir`` loaded, else
+    (when ``build``) compiled there. None when only a CUDA build failed to compile: its
+    reason is appended to ``errors`` and the CPU-only candidate comes next."""
+    info = _read_marker(bdir)
+    if info is not None:
+        lib = str(bdir / info["library"])
+        torch.ops.load_library(lib)
+        _state.build_seconds = info.get("seconds")
+        return lib
+    if not build:
+        raise FileNotFoundError(
+            f"not built yet (GANTK_EXT_AUTOBUILD=0); build it with `gantk ext build` ({_APPROX_BUILD})"
+        )
+    _check_toolchain()
+    log.warning("gantk: building the fused gradient-penalty kernels into %s (once, %s)",
+                bdir, _APPROX_BUILD + (" plus CUDA" if cuda else ""))
+    try:
+        return _compile(src, bdir, cuda, verbose)
+    except Exception as e:
+        if cuda:  # keep the CPU kernels when only the CUDA part fails
+            errors.append(_short(e))
+            _state.error_detail = str(e)
+            return None
+        raise
+
+
+def _record_loaded(lib: str, cuda: bool, reason: str, errors: list[str]) -> None:
+    """Record in ``_state`` that ``lib`` is loaded (with CUDA kernels or, with the reason,
+    without), and register the ops' Python side."""
+    _state.library = lib
+    _state.with_cuda = cuda
+    if cuda:
+        _state.cuda_reason = ""
+    elif errors:
+        _state.cuda_reason = f"the CUDA build failed: {errors[0]}"
+    else:
+        _state.cuda_reason = reason
+    _register_python()
+    _state.ok = True
+    _state.error = ""
+
+
 def _try(build: bool, verbose: bool = False) -> None:
     """Load the extension (building it when ``build``), recording the outcome in
     ``_state``. Caller holds ``_lock``."""
@@ -312,46 +369,10 @@ def _try(build: bool, verbose: bool = False) -> None:
         for cuda, reason in candidates:
             bdir = _cache_root() / _key(src, cuda)
             _state.build_dir = bdir
-            info = _read_marker(bdir)
-            if info is not None:
-                lib = str(bdir / info["library"])
-                torch.ops.load_library(lib)
-                _state.build_seconds = info.get("seconds")
-            elif not build:
-                raise FileNotFoundError(
-                    f"not built yet (GANTK_EXT_AUTOBUILD=0); build it with `gantk ext build` ({_APPROX_BUILD})"
-                )
-            else:
-                comp = compiler()
-                if comp["path"] is None:
-                    raise FileNotFoundError(
-                        f"no C++ compiler found (looked for {comp['name']!r}; install one or set CXX)"
-                    )
-                from torch.utils.cpp_extension import is_ninja_available
-
-                if not is_ninja_available():
-                    raise FileNotFoundError("ninja is not installed (pip install ninja)")
-                log.warning("gantk: building the fused gradient-penalty kernels into %s (once, %s)",
-                            bdir, _APPROX_BUILD + (" plus CUDA" if cuda else ""))
-                try:
-                    lib = _compile(src, bdir, cuda, verbose)
-                except Exception as e:
-                    if cuda:  # keep the CPU kernels when only the CUDA part fails
-                        errors.append(_short(e))
-                        _state.error_detail = str(e)
-                        continue
-                    raise
-            _state.library = lib
-            _state.with_cuda = cuda
-            if cuda:
-                _state.cuda_reason = ""
-            elif errors:
-                _state.cuda_reason = f"the CUDA build failed: {errors[0]}"
-            else:
-                _state.cuda_reason = reason
-            _register_python()
-            _state.ok = True
-            _state.error = ""
+            lib = _library(src, bdir, cuda, build, verbose, errors)
+            if lib is None:
+                continue
+            _record_loaded(lib, cuda, reason, errors)
             return
     except Exception as e:  # recorded, reported by available()/status(); never retried per call
         _state.ok = False
