@@ -6,8 +6,10 @@ from .penalty import (
     GradientPenalty,
     draw_epsilon,
     gradient_norm_penalty,
+    gradient_norms,
     gradient_penalty,
     gradient_penalty_at,
+    input_gradient,
     interpolate,
 )
 
@@ -19,7 +21,9 @@ __all__ = [
     "GradientPenalty",
     "draw_epsilon",
     "gradient_norm_penalty",
+    "gradient_norms",
     "gradient_penalty",
     "gradient_penalty_at",
+    "input_gradient",
     "interpolate",
 ]
