@@ -4,7 +4,8 @@ Public API:
 
 * ``hookimpl`` — the marker for plugin hook implementations (see ``gantk.hookspecs``);
 * base classes for plugins: :class:`Loss`, :class:`LipschitzEnforcer` (returning a
-  :class:`PenaltyOutput`), :class:`GANModel`, :class:`Dataset`, :class:`Protocol`;
+  :class:`PenaltyOutput`), :class:`GANModel`, :class:`Dataset`, :class:`Protocol`, :class:`Logger` (a
+  :class:`Callback`);
 * the penalty op: :func:`gradient_penalty`, :func:`gradient_penalty_at`,
   :func:`gradient_norm_penalty`, :func:`interpolate`;
 * factories: :func:`create_model`, :func:`create_loss`, :func:`create_lipschitz`,
@@ -14,61 +15,64 @@ Public API:
 """
 from __future__ import annotations
 
-from .components import Dataset, GANModel, LipschitzEnforcer, Loss, PenaltyOutput, Protocol
-from .config import TrainConfig
-from .errors import (
-    CheckpointError,
-    ConfigError,
-    DataError,
-    DuplicateComponentError,
-    ExtensionError,
-    GantkError,
-    GantkNote,
-    GantkWarning,
-    OutputError,
-    PluginError,
-    TrainingError,
-    UnknownComponentError,
-    UsageError,
-)
-from .hookimpl import hookimpl
-from .ops import (
-    GradientPenalty,
-    gradient_norm_penalty,
-    gradient_penalty,
-    gradient_penalty_at,
-    interpolate,
-)
-from .plugins import get_registry
-from .presets import PRESETS
-from .resolve import make_config
-from .sample import sample
-from .training import Trainer, resume, train
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .version import __version__
 
+# The public names load on first use (PEP 562), not with the package: the ``gantk``
+# console script imports this package before anything else, and keeping it light lets
+# the CLI's entry point (gantk/entry.py) catch a Ctrl-C while torch is still loading.
+_PUBLIC = {
+    "hookimpl": "gantk.markers",
+    **dict.fromkeys(("Callback", "Dataset", "GANModel", "LipschitzEnforcer", "Logger", "Loss", "PenaltyOutput",
+                     "Protocol"), "gantk.components"),
+    "TrainConfig": "gantk.config",
+    **dict.fromkeys(("CheckpointError", "ConfigError", "DataError", "DuplicateComponentError", "ExtensionError",
+                     "GantkError", "GantkNote", "GantkWarning", "OutputError", "PluginError", "TrainingError",
+                     "UnknownComponentError", "UsageError"), "gantk.errors"),
+    **dict.fromkeys(("GradientPenalty", "gradient_norm_penalty", "gradient_penalty", "gradient_penalty_at",
+                     "interpolate"), "gantk.ops"),
+    **dict.fromkeys(("create_model", "create_loss", "create_lipschitz", "create_dataset"), "gantk.plugins"),
+    "PRESETS": "gantk.presets",
+    "make_config": "gantk.resolve",
+    "sample": "gantk.sample",
+    **dict.fromkeys(("Trainer", "resume", "train"), "gantk.training"),
+}
 
-def _create(kind: str, name: str, options: dict | None):
-    return get_registry(kind).get(name)(**(options or {}))
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gantk' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
 
-def create_model(name: str, **options) -> GANModel:
-    """Instantiate a registered model family by name."""
-    return _create("model", name, options)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
 
 
-def create_loss(name: str, **options) -> Loss:
-    """Instantiate a registered loss by name."""
-    return _create("loss", name, options)
-
-
-def create_lipschitz(name: str, **options) -> LipschitzEnforcer:
-    """Instantiate a registered Lipschitz enforcer by name."""
-    return _create("lipschitz", name, options)
-
-
-def create_dataset(name: str, **options) -> Dataset:
-    """Instantiate a registered dataset by name."""
-    return _create("dataset", name, options)
+if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
+    from .components import (  # noqa: F401
+        Callback,
+        Dataset,
+        GANModel,
+        LipschitzEnforcer,
+        Logger,
+        Loss,
+        PenaltyOutput,
+        Protocol,
+    )
+    from .config import TrainConfig  # noqa: F401
+    from .markers import hookimpl  # noqa: F401
+    from .ops import GradientPenalty, gradient_norm_penalty, gradient_penalty, gradient_penalty_at, interpolate  # noqa: F401
+    from .plugins import create_dataset, create_lipschitz, create_loss, create_model  # noqa: F401
+    from .presets import PRESETS  # noqa: F401
+    from .resolve import make_config  # noqa: F401
+    from .sample import sample  # noqa: F401
+    from .training import Trainer, resume, train  # noqa: F401
 
 
 __all__ = [
@@ -80,6 +84,8 @@ __all__ = [
     "GANModel",
     "Dataset",
     "Protocol",
+    "Callback",
+    "Logger",
     "GradientPenalty",
     "gradient_penalty",
     "gradient_penalty_at",

@@ -30,7 +30,8 @@ from .config import EXTRA_OPTIONS, TrainConfig, check_value, cli_fields, flag_of
 from .errors import GantkError, GantkNote, UnknownComponentError
 from .eval import METRIC_NOTES, MIN_N, EvalCallback, evaluate
 from .ops import _ext
-from .plugins import get_registry, plugin_failures, plugin_infos
+from .plugins import describe as describe_component
+from .plugins import add_commands, describe_all, get_registry, plugin_infos, plugin_problems, registries
 from .presets import PRESETS
 from .progress import RichProgress, format_metrics
 from .resolve import make_config
@@ -82,6 +83,9 @@ def _handle_errors():
     except typer.BadParameter as exc:
         err.print(f"[red]error:[/] invalid value for {exc.param_hint}: {exc.message}", highlight=False)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:  # outside the trainer's own signal handling
+        err.print("[red]error:[/] interrupted", highlight=False)
+        raise typer.Exit(130) from None
     finally:
         caught.__exit__(None, None, None)
         warnings.showwarning = old
@@ -91,26 +95,27 @@ _reported_failures = False
 
 
 def _load_plugins() -> None:
-    """Load plugins once and report third-party plugins that failed (once)."""
+    """Load plugins once and report, once, the problems of third-party plugins (skipped,
+    refused names, unknown names in GANTK_LOAD_PLUGINS)."""
     global _reported_failures
-    fails = plugin_failures()
-    if fails and not _reported_failures:
-        for f in fails:
-            err.print(f"[yellow]warning:[/] plugin {f.name!r} was skipped: {f.error}", highlight=False)
+    problems = plugin_problems()
+    if problems and not _reported_failures:
+        for line in problems:
+            err.print(f"[yellow]warning:[/] {line}", highlight=False)
         _reported_failures = True
 
 
 def _parse_options(items: list[str] | None) -> dict[str, dict[str, str]]:
     kinds = {"data": "data", "dataset": "data", "model": "model", "loss": "loss",
-             "lipschitz": "lipschitz", "enforcer": "lipschitz"}
-    outd: dict[str, dict[str, str]] = {"data": {}, "model": {}, "loss": {}, "lipschitz": {}}
+             "lipschitz": "lipschitz", "enforcer": "lipschitz", "logger": "logger"}
+    outd: dict[str, dict[str, str]] = {"data": {}, "model": {}, "loss": {}, "lipschitz": {}, "logger": {}}
     for item in items or []:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise typer.BadParameter(f"{item!r}: expected KIND.KEY=VALUE, e.g. lipschitz.lambda=10", param_hint="--option")
         lhs, value = item.split("=", 1)
         kind, key = lhs.split(".", 1)
         if kind not in kinds:
-            raise typer.BadParameter(f"{item!r}: KIND must be one of data, model, loss, lipschitz", param_hint="--option")
+            raise typer.BadParameter(f"{item!r}: KIND must be one of data, model, loss, lipschitz, logger", param_hint="--option")
         outd[kinds[kind]][key] = value
     return outd
 
@@ -205,8 +210,11 @@ def train(**kw: Any) -> None:
             _check_name(kind, kw[kind], param)
         if kw["preset"] is not None and kw["preset"] not in PRESETS:
             raise typer.BadParameter(str(UnknownComponentError("preset", kw["preset"], PRESETS)), param_hint="--preset")
+        for name in kw["logger"] or []:
+            _check_name("logger", name, "--logger")
+        loggers = [get_registry("logger").get(name)(**opts["logger"]) for name in kw["logger"] or []]
         fields = _config_fields(kw, opts)
-        result = _run_training(fields, kw["resume"], kw["eval_every"])
+        result = _run_training(fields, kw["resume"], kw["eval_every"], loggers)
     if is_main():  # under torchrun only rank 0 reports
         _print_result(result, kw["eval_every"] is not None)
 
@@ -216,9 +224,10 @@ train.__signature__ = inspect.Signature(
 app.command()(train)
 
 
-def _run_training(fields: dict[str, Any], resume: Path | None, eval_every: int | None) -> TrainResult:
+def _run_training(fields: dict[str, Any], resume: Path | None, eval_every: int | None,
+                  loggers: list) -> TrainResult:
     progress = RichProgress(err)
-    callbacks: list = [progress]
+    callbacks: list = [progress, *loggers]
     if eval_every is not None:
         callbacks.append(EvalCallback(eval_every))
     try:
@@ -321,25 +330,81 @@ def eval_(
 @app.command()
 def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Every component: description, options "
+                                          "(type and default), the plugin and version providing it.")] = False,
 ) -> None:
-    """List plugins, their versions and what each registered."""
+    """List plugins, their versions and what each registered (refused names and failures
+    too)."""
     with _handle_errors():
         infos = plugin_infos()
+        comps = describe_all() if verbose or as_json else []
+        problems = plugin_problems()
     if as_json:
-        print(json.dumps([
-            {"name": i.name, "version": i.version, "builtin": i.builtin, "registered": i.registered, "error": i.error}
-            for i in infos
-        ], indent=2))
+        rows = [{"name": i.name, "version": i.version, "builtin": i.builtin, "registered": i.registered,
+                 "refused": i.refused, "error": i.error} for i in infos]
+        print(json.dumps(rows if not verbose else {"plugins": rows, "components": comps, "problems": problems},
+                         indent=2, default=str))
         return
     table = Table(title="gantk plugins")
     for col in ("plugin", "version", "registered"):
         table.add_column(col)
     for i in infos:
         what = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(i.registered.items())) or "-"
+        if i.refused:
+            what += "; [yellow]refused (name taken): " + ", ".join(
+                f"{k} {', '.join(v)}" for k, v in sorted(i.refused.items())) + "[/]"
         if i.error:
             what = f"[red]failed: {i.error}[/]"
         table.add_row(i.name + (" (built-in)" if i.builtin else ""), i.version or "?", what)
     out.print(table)
+    if verbose:
+        _print_components(comps)
+    for line in problems:
+        err.print(f"[yellow]warning:[/] {line}", highlight=False)
+
+
+def _print_components(comps: list[dict[str, Any]]) -> None:
+    table = Table(title="components")
+    for col in ("kind", "name", "description", "options (type = default)", "plugin"):
+        table.add_column(col)
+    for c in comps:
+        opts = ", ".join(f"{o['name']} ({o['type']}) = {o['default']!r}" for o in c["options"]) or "-"
+        table.add_row(c["kind"], c["name"], c["description"], opts, f"{c['plugin']} {c['version'] or ''}".strip())
+    out.print(table)
+
+
+@app.command()
+def describe(
+    kind: Annotated[str, typer.Argument(help="model, loss, lipschitz, dataset or protocol.")],
+    name: Annotated[str, typer.Argument(help="The registered name, e.g. gp.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show one component: its description, options (type and default) and the plugin
+    that provides it."""
+    with _handle_errors():
+        _load_plugins()
+        regs = registries()
+        kind = {"enforcer": "lipschitz", "data": "dataset"}.get(kind, kind)
+        if kind not in regs:
+            raise typer.BadParameter(str(UnknownComponentError("kind", kind, regs)), param_hint="KIND")
+        try:
+            info = describe_component(kind, name)
+        except UnknownComponentError as exc:
+            raise typer.BadParameter(str(exc), param_hint="NAME") from None
+    if as_json:
+        print(json.dumps(info, indent=2, default=str))
+        return
+    out.print(f"{info['kind']} {info['name']}: {info['description'] or '(no description)'}", highlight=False)
+    where = "built-in" if info["builtin"] else "third-party"
+    out.print(f"plugin:  {info['plugin']} {info['version'] or ''} ({where})", highlight=False)
+    for key in ("protocol", "modality"):
+        if key in info:
+            out.print(f"{key + ':':<9}{info[key]}", highlight=False)
+    if not info["options"]:
+        out.print("options: none", highlight=False)
+    for o in info["options"]:
+        out.print(f"  -O {'data' if kind == 'dataset' else kind}.{o['name']}=...  {o['type']}, default "
+                  f"{o['default']!r}", highlight=False)
 
 
 @ext_app.command("status")
@@ -405,8 +470,14 @@ def bench(
     out.print(table)
 
 
+add_commands(app)  # plugins' subcommands (the register_commands hook)
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Run the app (the console script enters through gantk/entry.py)."""
+    for stream in (sys.stdout, sys.stderr):  # a path that is not UTF-8 prints escaped, never raises
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         app()
     except GantkError as exc:  # raised outside a command's handler

@@ -34,14 +34,24 @@ __all__ = [
     "Dataset",
     "Protocol",
     "ProtocolRequest",
+    "Callback",
+    "Logger",
     "coerce_option",
 ]
 
 
 def coerce_option(value: Any, default: Any, key: str) -> Any:
-    """Convert ``value`` (often a string from the command line) to the type of ``default``."""
+    """Convert ``value`` (often a string from the command line) to the type of ``default``.
+    A float option takes finite numbers only (NaN or ±inf: :class:`UsageError`)."""
     if default is None:
         return value
+    if isinstance(default, float) and not isinstance(value, bool) and isinstance(value, (int, float, str)):
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):  # not a number (reported below), or an int beyond float's range
+            number = None
+        if number is not None and not abs(number) < float("inf"):  # NaN or ±inf
+            raise UsageError(f"option {key}={value!r}: expected a finite number")
     if isinstance(value, type(default)) and isinstance(value, bool) == isinstance(default, bool):
         return value
     try:
@@ -62,7 +72,7 @@ def coerce_option(value: Any, default: Any, key: str) -> Any:
             return float(value)
         if isinstance(default, str):
             return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise UsageError(
             f"option {key}={value!r}: expected {type(default).__name__}"
         ) from None
@@ -76,19 +86,36 @@ class Component:
     description: ClassVar[str] = ""
     options: ClassVar[Mapping[str, Any]] = {}
     kind: ClassVar[str] = "component"
+    #: the preset (a paper's optimizer settings, see ``gantk.PRESETS``) a run with this
+    #: loss or enforcer uses when the user names none; None lets gantk infer it from the
+    #: built-in loss and enforcer (else ``wgan-gp``, said in a note)
+    preset: ClassVar[str | None] = None
+    #: run settings (TrainConfig fields: optimizer, lr, betas, n_critic, ...) this loss or
+    #: enforcer wants over its preset, applied where the user gave none and no preset was
+    #: named on the command line
+    settings: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, **opts: Any):
         merged = dict(self.options)
+        prefix = self.option_prefix()
         for key, value in opts.items():
             if key not in self.options:
                 close = difflib.get_close_matches(key, list(self.options), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                known = ", ".join(sorted(self.options)) or "none"
+                hint = f"; did you mean {prefix}.{close[0]}?" if close else ""
+                known = ", ".join(f"{prefix}.{k}" for k in sorted(self.options)) or "none"
                 raise UsageError(
-                    f"{self.kind} {self.name!r} has no option {key!r}{hint} (its options: {known})"
+                    f"{self.kind} {self.name!r} has no option {prefix}.{key}{hint} (its options: {known})"
                 )
-            merged[key] = coerce_option(value, self.options[key], f"{self.kind}.{key}")
+            try:
+                merged[key] = coerce_option(value, self.options[key], f"{prefix}.{key}")
+            except UsageError as exc:
+                raise UsageError(f"{self.kind} {self.name!r}: {exc}") from None
         self.opts: dict[str, Any] = merged
+
+    @classmethod
+    def option_prefix(cls) -> str:
+        """The KIND of ``-O KIND.KEY=VALUE`` for this component (``lipschitz``, ``data``, ...)."""
+        return {"lipschitz enforcer": "lipschitz", "dataset": "data"}.get(cls.kind, cls.kind)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.opts.items())
@@ -216,11 +243,10 @@ class Dataset(Component):
     #: (e.g. a longer run, or a deeper generator for 2-D sets)
     recommended: ClassVar[Mapping[str, Any]] = {}
     #: settings tuned on this data for one method: {preset: {key: value}} with keys as in
-    #: ``recommended``, applied the same way but only when the run's preset (named or
-    #: inferred from --loss/--lipschitz) is that one, so that, say, a learning rate tuned
-    #: for WGAN-GP never replaces weight clipping's RMSProp 5e-5 (e.g. the WGAN-GP toy
-    #: code's λ = 0.1 for 2-D sets); a key "preset+enforcer" narrows it to that preset
-    #: with that Lipschitz enforcer (``--lipschitz``)
+    #: ``recommended``, applied the same way but only to the components they were tuned
+    #: with: the run's preset is that one and its loss and enforcer are the preset's own
+    #: (a key "preset+enforcer" names the enforcer instead), so that, say, a learning
+    #: rate tuned for WGAN-GP never reaches weight clipping or a plugin's penalty
     tuned: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: the registered evaluation protocol that scores runs on this data (``gantk eval``);
     #: None lets a protocol that accepts the sample shape take it (2-D points: W1)
@@ -285,3 +311,30 @@ class Protocol:
 
     def score(self, fake: Any) -> dict[str, Any]:
         raise NotImplementedError
+
+
+class Callback:
+    """Receives progress from :class:`~gantk.training.Trainer` (on rank 0 only); the
+    CLI's progress bar, ``--eval-every`` and loggers are callbacks. ``on_start`` gets the
+    trainer (its ``run_dir``, ``cfg``, ``step``); ``on_log`` the step's averaged metrics
+    (floats, already on the host: a callback adds no device sync to the step);
+    ``on_checkpoint`` and ``on_image`` the files just written; ``on_end`` the
+    :class:`~gantk.training.TrainResult`."""
+
+    def on_start(self, trainer: Any) -> None: ...
+    def on_step(self, step: int) -> None: ...
+    def on_log(self, step: int, metrics: dict[str, float]) -> None: ...
+    def on_checkpoint(self, step: int, path: Any) -> None: ...
+    def on_image(self, step: int, path: Any) -> None: ...
+    def on_end(self, result: Any) -> None: ...
+
+
+class Logger(Component, Callback):
+    """A training logger, chosen with ``gantk train --logger NAME`` (repeatable; the
+    run's ``metrics.jsonl`` is always written too) and registered with the
+    ``register_loggers`` hook. It is a :class:`Callback` with a name and options
+    (``-O logger.KEY=VALUE``, shared by the loggers of a run). Loggers run on rank 0
+    only; one that writes to a slow service should hand the work to a thread of its own
+    rather than block the training step."""
+
+    kind = "logger"

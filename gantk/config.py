@@ -13,6 +13,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
+import reprlib
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +37,7 @@ class Option:
     ``flag``: the long flag (default ``--field-name``), ``""`` for a field set only
     through ``-O`` or a preset; ``off_flag``: the negative flag of a boolean;
     ``default``: what the help shows as the default (presets and data sets choose
-    many values); ``ge``/``gt``/``lt``: numeric bounds; ``choices``: valid values;
+    many values); ``ge``/``gt``/``lt``/``le``: numeric bounds; ``choices``: valid values;
     ``unknown``: report a bad choice as an unknown component named so; ``check``: a
     callable returning an error message or None; ``resume``: may change on ``--resume``;
     ``metavar`` and ``parse``: the CLI's spelling of a value that is not a plain type
@@ -46,6 +50,7 @@ class Option:
     ge: float | None = None
     gt: float | None = None
     lt: float | None = None
+    le: float | None = None
     choices: tuple[str, ...] | None = None
     unknown: str | None = None
     check: Callable[[Any], str | None] | None = None
@@ -74,9 +79,18 @@ def _check_betas(betas: Any) -> str | None:
 
 
 def _check_device(device: Any) -> str | None:
-    if isinstance(device, str) and (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
+    if isinstance(device, str) and (device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d{1,3}", device)):
         return None
-    return f"must be auto, cpu or cuda, got {device!r}"
+    return f"must be auto, cpu, cuda or cuda:N, got {device!r}"
+
+
+def _check_name(name: Any) -> str | None:
+    """A run folder's name: one path component inside --out."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "\0" in name:
+        return f"must be a folder name, got {name!r}"
+    if "/" in name or "\\" in name or Path(name).is_absolute():
+        return f"must be one folder name inside --out, not a path ({name!r})"
+    return None
 
 
 @dataclass
@@ -102,9 +116,10 @@ class TrainConfig:
         "run (digits); flags override.", default="inferred from --loss/--lipschitz, else wgan-gp",
         choices=tuple(PRESETS), unknown="preset"))
     steps: int = _opt(1000, Option("Generator updates (total, also when resuming).", default="1000", ge=1,
-                                   resume=True))
-    batch_size: int = _opt(256, Option("Samples per batch.", default="256", ge=1))
-    n_critic: int = _opt(5, Option("Critic updates per generator update.", default="from the preset", ge=1))
+                                   le=10**9, resume=True))
+    batch_size: int = _opt(256, Option("Samples per batch.", default="256", ge=1, le=2**20))
+    n_critic: int = _opt(5, Option("Critic updates per generator update.", default="from the preset", ge=1,
+                                   le=1000))
     optimizer: str = _opt("adam", Option("adam, rmsprop or sgd.", default="from the preset", choices=OPTIMIZERS,
                                          unknown="optimizer"))
     lr: float = _opt(1e-4, Option("Learning rate of both networks.", default="from the preset", gt=0))
@@ -118,25 +133,26 @@ class TrainConfig:
         "Adam betas, e.g. 0,0.9.", default="from the preset", check=_check_betas, metavar="B1,B2",
         parse=parse_betas))
     latent_dim: int | None = _opt(None, Option("Latent size.", default="2 for 2-D toy data, else the model's",
-                                               ge=1))
-    seed: int = _opt(0, Option("Random seed (data, initialisation, noise).", default="0"))
+                                               ge=1, le=2**16))
+    seed: int = _opt(0, Option("Random seed (data, initialisation, noise).", default="0", ge=0, lt=2**63))
     device: str = _opt("auto", Option("auto, cpu or cuda (cuda:N).", default="auto", check=_check_device,
                                       resume=True))
     out: str = _opt("runs", Option("Folder that receives run folders.", default="runs"))
-    name: str | None = _opt(None, Option("Run folder name.", default="DATA-PRESET-TIME"))
+    name: str | None = _opt(None, Option("Run folder name (one folder inside --out).", default="DATA-LOSS-ENFORCER-TIME",
+                                         check=_check_name))
     log_every: int = _opt(50, Option("Write metrics.jsonl every N steps (0: at the end only).", default="50",
-                                     ge=0, resume=True))
+                                     ge=0, le=10**9, resume=True))
     checkpoint_every: int = _opt(500, Option("Checkpoint every N steps (and at the end).", default="500", ge=0,
-                                             resume=True))
+                                             le=10**9, resume=True))
     image_every: int = _opt(500, Option("Picture every N steps (and at the end).", default="500", ge=0,
-                                        resume=True))
-    keep: int = _opt(3, Option("Checkpoints kept.", default="3", ge=1, resume=True))
+                                        le=10**9, resume=True))
+    keep: int = _opt(3, Option("Checkpoints kept.", default="3", ge=1, le=10**6, resume=True))
     allow_batchnorm: bool = _opt(False, Option(
         "Allow a BatchNorm critic under gp/lp (wrong per-sample penalty; not recommended).", default="off"))
     #: see Trainer.critic_step for how the lazy penalty is weighted
     penalty_every: int = _opt(1, Option(
         "Lazy regularization: the Lipschitz penalty on every k-th critic step only, weighted k times "
-        "(StyleGAN2).", default="1 (every step); 4 for WGAN-GP on the toy mixtures", ge=1))
+        "(StyleGAN2).", default="1 (every step); 4 for WGAN-GP on the toy mixtures", ge=1, le=10**6))
     #: the per-sample scores are the same as with two forwards; under spectral norm,
     #: sigma's power iteration then runs once per critic step, not twice
     joint_forward: bool = _opt(True, Option(
@@ -154,16 +170,17 @@ class TrainConfig:
         default="0 (off); 0.99 for WGAN-GP on the toy mixtures", ge=0, lt=1, note=" (0 = off)"))
 
     def validate(self) -> None:
-        """Check every field against its :class:`Option`; raises :class:`UsageError`
-        (or :class:`UnknownComponentError` for a preset or optimizer nobody knows)."""
+        """Check every field's type (from its annotation) and value (its :class:`Option`);
+        raises :class:`UsageError` (or :class:`UnknownComponentError` for a preset or
+        optimizer nobody knows)."""
         for f in dataclasses.fields(self):
-            msg = check_value(f.name, getattr(self, f.name))
+            value = getattr(self, f.name)
+            msg = check_value(f.name, value)
             if msg:
                 opt = option(f.name)
-                value = getattr(self, f.name)
-                if opt.unknown and opt.choices is not None:
-                    raise UnknownComponentError(opt.unknown, str(value), opt.choices)
-                raise UsageError(f"{flag_of(f.name)} {msg}")
+                if opt.unknown and opt.choices is not None and isinstance(value, str):
+                    raise UnknownComponentError(opt.unknown, value, opt.choices)
+                raise UsageError(f"{_label(f.name)} {msg}")
 
     def to_json(self) -> str:
         d = dataclasses.asdict(self)
@@ -178,6 +195,7 @@ class TrainConfig:
             raise ConfigError(f"run config is not valid JSON: {exc}") from None
         if not isinstance(d, dict):
             raise ConfigError("run config is not a JSON object")
+        d.pop("components", None)  # config.json's record of the plugins that provide them
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -186,6 +204,10 @@ class TrainConfig:
             d["betas"] = tuple(d["betas"]) if isinstance(d["betas"], list) else d["betas"]
         # runs saved before the joint real+fake forward existed scored them separately
         d.setdefault("joint_forward", False)
+        for name, value in d.items():
+            msg = check_type(name, value)
+            if msg:
+                raise ConfigError(f"run config: {_label(name)} {msg}")
         return cls(**d)
 
 
@@ -202,8 +224,13 @@ def flag_of(name: str) -> str:
 
 def check_value(name: str, value: Any) -> str | None:
     """Why ``value`` is not valid for field (or extra option) ``name`` (the text after
-    the flag), or None."""
+    the flag), or None: its type (config fields: from the annotation, see
+    :func:`check_type`), then its value."""
     opt = _OPTIONS[name] if name in _OPTIONS else EXTRA_OPTIONS[name][1]
+    if name in _OPTIONS:
+        msg = check_type(name, value)
+        if msg:
+            return msg
     if value is None:
         return None
     if opt.choices is not None and value not in opt.choices:
@@ -215,16 +242,85 @@ def check_value(name: str, value: Any) -> str | None:
             return f"must be a number, got {value!r}"
         bad = (isinstance(value, float) and not math.isfinite(value)) or (
             (opt.ge is not None and value < opt.ge) or (opt.gt is not None and value <= opt.gt)
-            or (opt.lt is not None and value >= opt.lt))
+            or (opt.lt is not None and value >= opt.lt) or (opt.le is not None and value > opt.le))
         if bad:
-            lo = f"{opt.ge:g}" if opt.ge is not None else f"{opt.gt:g}"
+            lo = _num(opt.ge if opt.ge is not None else opt.gt)
             if opt.lt is not None:
-                return f"must lie in [{lo}, {opt.lt:g}){opt.note}, got {value}"
-            return f"must be {'>=' if opt.ge is not None else '>'} {lo}, got {value}"
+                return f"must lie in [{lo}, {_num(opt.lt)}){opt.note}, got {_REPR.repr(value)}"
+            if opt.le is not None:
+                return f"must lie in [{lo}, {_num(opt.le)}]{opt.note}, got {_REPR.repr(value)}"
+            return f"must be {'>=' if opt.ge is not None else '>'} {lo}, got {_REPR.repr(value)}"
     return None
 
 
+#: the Python types a config may hold, from its annotations (JSON's types)
+_SCALARS = (type(None), bool, int, float, str)
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlevel = 2
+
+
+def check_type(name: str, value: Any) -> str | None:
+    """Why ``value`` is not of config field ``name``'s annotated type (the text after
+    the flag), or None. ``bool`` is not an ``int`` here; an ``int`` is a ``float``;
+    ``tuple[float, float]`` may be a list of two numbers (JSON); ``dict[str, Any]``
+    (component options) maps names to JSON scalars: finite numbers, integers within
+    64 bits, strings, booleans or null."""
+    tp = _TYPES[name]
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        tp = next(a for a in args if a is not type(None))
+    origin, short = typing.get_origin(tp), _REPR.repr(value)
+    if origin is dict:
+        return _options_problem(value)
+    if origin is tuple:  # tuple[float, float]: betas
+        ok = isinstance(value, (tuple, list)) and len(value) == len(typing.get_args(tp)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        return None if ok else f"must be a pair of numbers, got {short}"
+    if tp is bool:
+        return None if isinstance(value, bool) else f"must be true or false, got {short}"
+    if tp is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else f"must be an integer, got {short}"
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else f"must be a number, got {short}"
+    if tp is str:
+        return None if isinstance(value, str) else f"must be a string, got {short}"
+    return None
+
+
+def _options_problem(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return f"must be a table of names and values, got {_REPR.repr(value)}"
+    for key, v in value.items():
+        if not isinstance(key, str):
+            return f"must have option names as keys, got {_REPR.repr(key)}"
+        if not isinstance(v, _SCALARS):
+            return f"has {key}={_REPR.repr(v)}, expected a number, a string or a boolean"
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"has {key}={v}, expected a finite number"
+        if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63:
+            return f"has {key}={_REPR.repr(v)}, expected an integer within 64 bits"
+    return None
+
+
+def _label(name: str) -> str:
+    """How messages name config field ``name``: its flag, or for component options
+    ``model options (-O model.KEY=VALUE)``."""
+    if name in _OPTIONS and _OPTIONS[name].flag == "":
+        kind = name.removesuffix("_options")
+        return f"{kind} options (-O {kind}.KEY=VALUE)"
+    return flag_of(name)
+
+
+def _num(x: float | int) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
 _OPTIONS: dict[str, Option] = {f.name: f.metadata["option"] for f in dataclasses.fields(TrainConfig)}
+_TYPES: dict[str, Any] = typing.get_type_hints(TrainConfig)
 
 #: The fields ``--resume`` may change (the others would make a different run).
 RESUME_OVERRIDABLE: tuple[str, ...] = tuple(n for n, o in _OPTIONS.items() if o.resume)
@@ -237,7 +333,7 @@ EXTRA_OPTIONS: dict[str, tuple[type, Option]] = {
     "lambda_": (float, Option("Penalty weight λ of gp/lp (same as -O lipschitz.lambda=...).", flag="--lambda",
                               default="10")),
     "clip": (float, Option("Clipping bound c of clip (same as -O lipschitz.c=...).", default="0.01")),
-    "option": (list[str], Option("Component option KIND.KEY=VALUE (KIND: data, model, loss, lipschitz); "
+    "option": (list[str], Option("Component option KIND.KEY=VALUE (KIND: data, model, loss, lipschitz, logger); "
                                  "repeatable, e.g. -O lipschitz.k=0 -O model.width=256.", flag="--option,-O")),
     "resume": (Path, Option("Continue the run in this folder (or from this checkpoint) with its stored config; "
                             f"only {', '.join(flag_of(k) for k in RESUME_OVERRIDABLE)} may change.")),
@@ -247,6 +343,8 @@ EXTRA_OPTIONS: dict[str, tuple[type, Option]] = {
                                "for digits).", default="the data set's")),
     "channels": (int, Option("Image channels for image folders: 3 (RGB) or 1 (grayscale) (-O data.channels=...).",
                              default="3")),
+    "logger": (list[str], Option("Training logger by name (repeatable; see `gantk plugins`); metrics.jsonl is "
+                                 "always written. Logger options: -O logger.KEY=VALUE.", default="none")),
     "threads": (int, Option("CPU threads for torch (1 is often fastest on a busy machine).",
                             default="torch's choice", ge=1)),
 }

@@ -44,6 +44,8 @@ def load_samples(data: str, options: dict[str, Any] | None = None, seed: int = 0
     x = ds.load(seed)
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] < 1:
         raise DataError(f"dataset {ds.name!r} returned no usable samples")
+    if 0 in x.shape:  # nothing to learn, and no picture can be drawn of it
+        raise DataError(f"{data}: samples of shape {tuple(x.shape[1:])} hold no values (a zero-size dimension)")
     return ds, x.float().contiguous()
 
 

@@ -65,6 +65,10 @@ class ExtensionError(GantkError):
     """The compiled extension was asked for explicitly and cannot be had."""
 
 
+class RunLockedError(GantkError):
+    """Another process is training in this run folder."""
+
+
 class TrainingError(GantkError):
     """Training cannot go on (e.g. the losses became NaN)."""
 

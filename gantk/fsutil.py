@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -12,13 +13,21 @@ from pathlib import Path
 from .errors import OutputError
 
 
+#: the suffix of atomic_path's temporary files (``.NAME.XXXX.tmp`` beside NAME)
+TMP_SUFFIX = ".tmp"
+
 _umask_lock = threading.Lock()
 
 
 def _new_file_mode() -> int:
-    """The mode ``open(path, "w")`` gives a new file: 0o666 less the process's umask.
+    """The mode ``open(path, "w")`` gives a new file: 0o666 less the process's umask."""
+    return 0o666 & ~_umask()
 
-    The umask is read without changing it where the system allows: Linux shows it in
+
+def _umask() -> int:
+    """The process's umask.
+
+    It is read without changing it where the system allows: Linux shows it in
     /proc/self/status ("Umask:", since 4.7). Elsewhere it can only be read by setting
     and restoring it (it is process-wide); the lock keeps two such reads from
     interleaving, but a file another thread creates in that instant gets umask 022."""
@@ -33,7 +42,7 @@ def _new_file_mode() -> int:
         with _umask_lock:
             mask = os.umask(0o022)
             os.umask(mask)
-    return 0o666 & ~mask
+    return mask
 
 
 @contextlib.contextmanager
@@ -47,7 +56,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
         os.close(fd)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -129,3 +138,58 @@ def user_cache_dir(sub: str = "") -> Path:
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gantk"
     return base / sub if sub else base
+
+
+def cut_jsonl(path: str | os.PathLike, step: int, aside: str | os.PathLike | None = None) -> int:
+    """Cut a per-step JSON-lines log (metrics.jsonl) at ``step``: records whose
+    ``step`` is larger (and lines that do not parse, such as a torn last line) are
+    removed, or appended to ``aside`` when given. The file is rewritten atomically.
+    Returns the number of lines removed."""
+    path = Path(path)
+    keep, moved = [], []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            ok = isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= step
+        except json.JSONDecodeError:
+            ok = False
+        (keep if ok else moved).append(line)
+    if not moved:
+        return 0
+    if aside is not None:
+        Path(aside).parent.mkdir(parents=True, exist_ok=True)
+        with open(aside, "a", encoding="utf-8") as f:
+            f.write("".join(m + "\n" for m in moved))
+    write_bytes_atomic(path, "".join(k + "\n" for k in keep).encode("utf-8"))
+    return len(moved)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside ``path``; on success it is renamed to
+    ``path`` (which must not exist, or be an empty folder), on failure removed."""
+    path = Path(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # the mode mkdir gives a folder (mkdtemp's is 0700)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        yield tmp
+        if path.is_dir():
+            path.rmdir()  # empty (checked by the caller); a non-empty one raises here
+        os.rename(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def path_text(path: str | os.PathLike) -> str:
+    """A path as text that always encodes as UTF-8 (bytes that are not UTF-8 appear as
+    backslash escapes), for metadata and messages."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

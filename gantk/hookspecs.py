@@ -62,3 +62,24 @@ def register_protocols(register):
     protocol by name (``Dataset.protocol``); a protocol whose ``accepts(data_shape)``
     is true scores data whose set names none. The return value is ignored.
     """
+
+
+@hookspec
+def register_loggers(register):
+    """Register training loggers (``gantk train --logger NAME``).
+
+    Called once per plugin when the registry is built. ``register(cls)`` takes a
+    subclass of :class:`gantk.Logger` with a unique ``name``. The return value is
+    ignored.
+    """
+
+
+@hookspec
+def register_commands(cli):
+    """Add ``gantk`` subcommands.
+
+    Called once per plugin when the command line starts, with ``cli``, the Typer app of
+    ``gantk``: add commands with ``@cli.command()`` (or ``cli.add_typer``). A plugin
+    whose hook raises is reported and skipped; the other commands keep working. The
+    return value is ignored.
+    """

@@ -11,6 +11,7 @@ distributions) named ``a`` and ``b``. Built-ins always load.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata as md
 import os
@@ -21,8 +22,8 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .components import Dataset, GANModel, LipschitzEnforcer, Loss, Protocol
-from .errors import PluginError
+from .components import Dataset, GANModel, LipschitzEnforcer, Logger, Loss, Protocol
+from .errors import DuplicateComponentError, PluginError
 from .registry import Registry
 from .version import __version__
 
@@ -47,12 +48,14 @@ KINDS = {
     "register_lipschitz": ("lipschitz", LipschitzEnforcer),
     "register_datasets": ("dataset", Dataset),
     "register_protocols": ("protocol", Protocol),
+    "register_loggers": ("logger", Logger),
 }
 _HINTS = {"lipschitz": "a plugin package may provide more (see `gantk plugins`)",
           "loss": "a plugin package may provide more (see `gantk plugins`)",
           "model": "a plugin package may provide more (see `gantk plugins`)",
           "dataset": "or give a path to a tensor file or folder",
-          "protocol": "a plugin package may provide more (see `gantk plugins`)"}
+          "protocol": "a plugin package may provide more (see `gantk plugins`)",
+          "logger": "a plugin package may provide more (see `gantk plugins`)"}
 
 
 @dataclass
@@ -64,6 +67,8 @@ class PluginInfo:
     builtin: bool
     registered: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
+    #: components refused because another plugin registered the name first
+    refused: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,6 +77,8 @@ class _State:
     infos: dict[str, PluginInfo]
     failures: list[PluginInfo]
     registries: dict[str, Registry] | None = None
+    clashes: list[str] = field(default_factory=list)
+    env_notes: list[str] = field(default_factory=list)
 
 
 _lock = threading.RLock()
@@ -130,15 +137,39 @@ def load_plugins(*, reload: bool = False) -> pluggy.PluginManager:
             try:
                 obj = ep.load()
                 pm.register(obj, name=label)
+                pm.check_pending()  # a misspelt hook in this plugin
             except Exception as exc:  # a broken plugin must not take gantk down
+                if pm.get_plugin(label) is not None:
+                    pm.unregister(name=label)
                 info = PluginInfo(label, version, False, error=f"{type(exc).__name__}: {exc}")
                 failures.append(info)
                 infos[label] = info
                 continue
             infos[label] = PluginInfo(label, version, False)
         pm.check_pending()
-        _state = _State(pm, infos, failures)
+        _state = _State(pm, infos, failures, env_notes=_unmatched_env_names())
         return pm
+
+
+def _unmatched_env_names() -> list[str]:
+    """A note for each ``GANTK_LOAD_PLUGINS`` name that matches no installed plugin."""
+    raw = os.environ.get(ENV_LOAD)
+    wanted = {w.strip() for w in (raw or "").split(",") if w.strip()} - {"none"}
+    if not wanted:
+        return []
+    known: set[str] = set()
+    for ep in _entry_points():
+        known |= {ep.name, ep.value.split(":")[0]}
+        if getattr(ep, "dist", None) is not None:
+            known.add(ep.dist.metadata["Name"])
+    notes = []
+    for name in sorted(wanted - known):
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6) or [
+            k for k in sorted(known) if k.lower() == name.lower()]
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        notes.append(f"{ENV_LOAD} names {name!r}, which matches no installed plugin{hint} "
+                     f"(installed: {', '.join(sorted(known)) or 'none'})")
+    return notes
 
 
 def register_plugin(obj: Any, name: str | None = None, version: str | None = None) -> str:
@@ -150,9 +181,24 @@ def register_plugin(obj: Any, name: str | None = None, version: str | None = Non
         name = pm.register(obj, name=name)
         if name is None:
             raise PluginError(f"plugin {obj!r} is already registered")
-        pm.check_pending()
-        _state.infos[name] = PluginInfo(name, version, False)
+        try:
+            pm.check_pending()
+        except Exception:
+            pm.unregister(name=name)
+            raise
+        info = _state.infos[name] = PluginInfo(name, version, False)
         _state.registries = None
+        registries()  # a clash or a failing hook is this caller's error, raised now
+        if info.error is not None or info.refused:
+            pm.unregister(name=name)
+            _state.infos.pop(name, None)
+            if info in _state.failures:
+                _state.failures.remove(info)
+            clashes = [c for c in _state.clashes if f"of plugin {name!r}" in c]
+            _state.registries = None
+            if clashes:
+                raise DuplicateComponentError(clashes[0])
+            raise PluginError(f"plugin {name!r} failed: {info.error}")
         return name
 
 
@@ -170,42 +216,67 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return load_plugins()
 
 
+def _collect(impl, hook_name: str) -> list[type]:
+    added: list[type] = []
+    impl.function(register=added.append)
+    return added
+
+
+def _drop(regs: dict[str, Registry], plugin: str) -> None:
+    """Remove what ``plugin`` registered (it failed part-way)."""
+    for reg in regs.values():
+        for e in [e for e in reg if e.plugin == plugin]:
+            reg.remove(e.name)
+
+
 def _build_registries() -> dict[str, Registry]:
+    """Call every collection hook of every plugin, built-ins first (registration order).
+
+    A third-party plugin whose hook raises, or that registers something that is not a
+    component, is skipped whole and reported like an import failure. A name that is
+    already taken keeps its first owner (built-ins always win; among third-party
+    plugins the one loaded first): the later plugin's clashing component is refused and
+    reported, the rest of that plugin and every other plugin keep working."""
     assert _state is not None
     pm = _state.pm
     regs = {kind: Registry(kind if kind != "lipschitz" else "lipschitz enforcer", base, _HINTS[kind])
             for kind, base in KINDS.values()}
     for info in _state.infos.values():
         if info.error is None:
-            info.registered = {}
+            info.registered, info.refused = {}, {}
+    _state.clashes = []
     for hook_name, (kind, _base) in KINDS.items():
-        hook = getattr(pm.hook, hook_name)
-        for impl in hook.get_hookimpls():
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
             plugin = impl.plugin_name
             info = _state.infos.get(plugin)
             if info is not None and info.error is not None:
                 continue
-            added: list[type] = []
-
-            def register(obj, _added=added):
-                _added.append(obj)
-
             try:
-                impl.function(register=register)
+                added = _collect(impl, hook_name)
+                for obj in added:
+                    regs[kind].check(obj, plugin)
             except Exception as exc:
-                msg = f"{type(exc).__name__} in {hook_name}: {exc}"
+                msg = f"{type(exc).__name__} in {hook_name}: {exc}" if not isinstance(exc, PluginError) else str(exc)
                 if info is None or info.builtin:
                     raise PluginError(f"plugin {plugin!r} failed: {msg}") from exc
                 info.error = msg
                 _state.failures.append(info)
-                for reg in regs.values():  # drop what it registered before failing
-                    for e in [e for e in reg if e.plugin == plugin]:
-                        del reg._entries[e.name]
+                _drop(regs, plugin)
                 continue
             for obj in added:
+                if obj.name in regs[kind]:
+                    owner = regs[kind].entry(obj.name).plugin
+                    msg = (f"{regs[kind].kind} {obj.name!r} of plugin {plugin!r} was refused: plugin {owner!r} "
+                           f"registered that name first; uninstall one of them, or set {ENV_LOAD} to the "
+                           "third-party plugins to load")
+                    if info is None or info.builtin:
+                        raise DuplicateComponentError(msg)
+                    info.refused.setdefault(kind, []).append(obj.name)
+                    _state.clashes.append(msg)
+                    continue
                 regs[kind].add(obj, plugin)
                 if info is not None:
-                    info.registered.setdefault(kind, []).append(getattr(obj, "name", "?"))
+                    info.registered.setdefault(kind, []).append(obj.name)
     return regs
 
 
@@ -235,3 +306,117 @@ def plugin_failures() -> list[PluginInfo]:
     registries()
     assert _state is not None
     return list(_state.failures)
+
+
+def plugin_problems() -> list[str]:
+    """One line per problem with third-party plugins, for the CLI to show once: plugins
+    skipped (import or registration failed), components refused (a name taken by
+    another plugin), and ``GANTK_LOAD_PLUGINS`` names that match no installed plugin."""
+    registries()
+    assert _state is not None
+    return ([f"plugin {f.name!r} was skipped: {f.error}" for f in _state.failures]
+            + list(_state.clashes) + list(_state.env_notes))
+
+
+def create(kind: str, name: str, **options: Any) -> Any:
+    """Instantiate the registered component ``name`` of ``kind`` with ``options``."""
+    return get_registry(kind).get(name)(**options)
+
+
+def create_model(name: str, **options: Any) -> GANModel:
+    """Instantiate a registered model family by name."""
+    return create("model", name, **options)
+
+
+def create_loss(name: str, **options: Any) -> Loss:
+    """Instantiate a registered loss by name."""
+    return create("loss", name, **options)
+
+
+def create_lipschitz(name: str, **options: Any) -> LipschitzEnforcer:
+    """Instantiate a registered Lipschitz enforcer by name."""
+    return create("lipschitz", name, **options)
+
+
+def create_dataset(name: str, **options: Any) -> Dataset:
+    """Instantiate a registered dataset by name."""
+    return create("dataset", name, **options)
+
+
+def describe(kind: str, name: str) -> dict[str, Any]:
+    """What ``gantk plugins --verbose`` and ``gantk describe`` show of one registered
+    component: its description, options (type and default), and the plugin (name,
+    version, built-in or not) that provides it."""
+    entry = get_registry(kind).entry(name)
+    obj = entry.obj
+    info = _state.infos.get(entry.plugin) if _state is not None else None
+    options = [{"name": k, "type": type(v).__name__ if v is not None else "any", "default": v}
+               for k, v in getattr(obj, "options", {}).items()]
+    out: dict[str, Any] = {
+        "kind": kind, "name": name, "description": getattr(obj, "description", "") or "",
+        "options": options, "plugin": entry.plugin,
+        "version": info.version if info is not None else None,
+        "builtin": bool(info is not None and info.builtin),
+    }
+    for attr in ("protocol", "modality"):  # a data set's evaluation protocol and kind of samples
+        if kind == "dataset" and getattr(obj, attr, None) is not None:
+            out[attr] = getattr(obj, attr)
+    return out
+
+
+def describe_all() -> list[dict[str, Any]]:
+    """:func:`describe` for every registered component, by kind then name."""
+    return [describe(kind, e.name) for kind, reg in registries().items() for e in reg]
+
+
+#: how a run names each kind of component in its record (config.json, checkpoints)
+_RECORD_KINDS = {"model": "model", "loss": "loss", "lipschitz": "lipschitz enforcer", "dataset": "data set",
+                 "logger": "logger"}
+
+
+def component_record(names: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """``{kind: {"name", "plugin", "version"}}`` for the components a run uses
+    (``names``: kind → registered name), stored with the run so that a run whose
+    plugin is missing can say which plugin it needs."""
+    record = {}
+    for kind, name in names.items():
+        entry = get_registry(kind).entry(name)
+        info = _state.infos.get(entry.plugin) if _state is not None else None
+        record[kind] = {"name": name, "plugin": entry.plugin, "version": info.version if info else None}
+    return record
+
+
+def require_components(record: Any) -> None:
+    """Raise :class:`PluginError` naming the plugin a run needs when one of the
+    components in its ``record`` (see :func:`component_record`) is not registered."""
+    if not isinstance(record, dict):
+        return
+    regs = registries()
+    for kind, rec in record.items():
+        if kind not in regs or not isinstance(rec, dict) or not isinstance(rec.get("name"), str):
+            continue
+        if rec["name"] not in regs[kind]:
+            plugin = f"{rec.get('plugin')} {rec.get('version') or ''}".strip()
+            raise PluginError(f"this run needs plugin {plugin} for its {_RECORD_KINDS.get(kind, kind)} "
+                              f"{rec['name']!r} (not installed or not loaded; see `gantk plugins`)")
+
+
+def add_commands(cli: Any) -> None:
+    """Let every plugin add its subcommands to the Typer app ``cli`` (the
+    ``register_commands`` hook). A third-party plugin whose hook raises is recorded as
+    failed (reported by :func:`plugin_problems`) and skipped."""
+    pm = load_plugins()
+    assert _state is not None
+    for impl in pm.hook.register_commands.get_hookimpls():
+        info = _state.infos.get(impl.plugin_name)
+        if info is not None and info.error is not None:
+            continue
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:
+            if info is None or info.builtin:
+                raise PluginError(f"plugin {impl.plugin_name!r} failed: {type(exc).__name__} in "
+                                  f"register_commands: {exc}") from exc
+            info.error = f"{type(exc).__name__} in register_commands: {exc}"
+            _state.failures.append(info)
+            _state.registries = None

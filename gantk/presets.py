@@ -34,8 +34,9 @@ DEFAULT_PRESET = "wgan-gp"
 
 
 def infer_preset(loss: str | None, lipschitz: str | None) -> str:
-    """The preset whose (loss, enforcer) pair matches what the user chose; the default
-    preset's optimizer settings otherwise."""
+    """The preset whose (loss, enforcer) pair matches what the user chose among the
+    built-in components; the default preset's optimizer settings otherwise (a plugin's
+    component names its own preset instead: ``Component.preset``)."""
     if loss is None and lipschitz is None:
         return DEFAULT_PRESET
     for name, p in PRESETS.items():
@@ -68,15 +69,15 @@ TOY_MIXTURES_RECOMMENDED: dict[str, Any] = {
 TOY_LAZY_WIDE: dict[str, Any] = {"penalty_every": 4, "batch_size": 512, "steps": 4500, "lr_floor": 0.3,
                                  "ema": 0.99}
 
-#: WGAN-GP on the mixtures: the authors' toy code's λ = 0.1 and β = (0.5, 0.9), lr 2e-3.
+#: WGAN-GP (its gp and lp enforcers) on the mixtures: the authors' toy code's λ = 0.1 and
+#: β = (0.5, 0.9), lr 2e-3, and the lazy, wide schedule above.
+_TOY_WGAN_GP = {"lipschitz.lambda": 0.1, "lr": 2e-3, "betas": (0.5, 0.9)}
 TOY_MIXTURES_TUNED: dict[str, dict[str, Any]] = {
-    "wgan-gp": {"lipschitz.lambda": 0.1, "lr": 2e-3, "betas": (0.5, 0.9)},
-    "wgan-gp+gp": TOY_LAZY_WIDE,
-    "wgan-gp+lp": TOY_LAZY_WIDE,
+    "wgan-gp+gp": {**_TOY_WGAN_GP, **TOY_LAZY_WIDE},
+    "wgan-gp+lp": {**_TOY_WGAN_GP, **TOY_LAZY_WIDE},
 }
 
 #: The swiss roll has no modes to sharpen: the paper's 3 × 512 networks, 2000 steps.
 SWISSROLL_RECOMMENDED: dict[str, Any] = {"lr_decay": "linear", "steps": 2000}
-SWISSROLL_TUNED: dict[str, dict[str, Any]] = {
-    "wgan-gp": {"lipschitz.lambda": 0.1, "lr": 1e-3, "betas": (0.5, 0.9)},
-}
+_SWISSROLL_WGAN_GP = {"lipschitz.lambda": 0.1, "lr": 1e-3, "betas": (0.5, 0.9)}
+SWISSROLL_TUNED: dict[str, dict[str, Any]] = {"wgan-gp+gp": _SWISSROLL_WGAN_GP, "wgan-gp+lp": _SWISSROLL_WGAN_GP}

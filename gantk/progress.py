@@ -8,18 +8,27 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .training import Callback, TrainResult
 
 
+def _num(v: float, digits: int = 4, signed: bool = False) -> str:
+    """Fixed point for ordinary values, scientific where fixed point would hide them
+    (a penalty of 3e-6 is not 0.0000)."""
+    sign = "+" if signed else ""
+    if v != 0 and (abs(v) < 10 ** -(digits - 1) or abs(v) >= 1e6):
+        return f"{v:{sign}.{max(digits - 2, 1)}e}"
+    return f"{v:{sign}.{digits}f}"
+
+
 def format_metrics(m: dict[str, float]) -> str:
     parts = []
     if "critic_loss" in m:
-        parts.append(f"D {m['critic_loss']:+.4f}")
+        parts.append(f"D {_num(m['critic_loss'], signed=True)}")
     if "generator_loss" in m:
-        parts.append(f"G {m['generator_loss']:+.4f}")
+        parts.append(f"G {_num(m['generator_loss'], signed=True)}")
     if "w_estimate" in m:
-        parts.append(f"W {m['w_estimate']:.4f}")
+        parts.append(f"W {_num(m['w_estimate'])}")
     if "grad_norm" in m:
-        parts.append(f"|∇D| {m['grad_norm']:.3f}")
+        parts.append(f"|∇D| {_num(m['grad_norm'], 3)}")
     if "penalty" in m:
-        parts.append(f"pen {m['penalty']:.4f}")
+        parts.append(f"pen {_num(m['penalty'])}")
     if "steps_per_s" in m:
         parts.append(f"{m['steps_per_s']:.1f} it/s")
     return "  ".join(parts)

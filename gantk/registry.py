@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .errors import DuplicateComponentError, PluginError, UnknownComponentError
 
@@ -26,7 +26,8 @@ class Registry(Generic[T]):
         self.hint = hint
         self._entries: dict[str, Entry[T]] = {}
 
-    def add(self, obj: T, plugin: str) -> None:
+    def check(self, obj: Any, plugin: str) -> None:
+        """Raise :class:`PluginError` unless ``obj`` is a named subclass of the base."""
         if not (isinstance(obj, type) and issubclass(obj, self.base)):
             raise PluginError(
                 f"plugin {plugin!r} registered {obj!r} as a {self.kind}, "
@@ -35,12 +36,19 @@ class Registry(Generic[T]):
         name = getattr(obj, "name", None)
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin {plugin!r} registered {self.kind} {obj.__name__} without a name")
+
+    def add(self, obj: T, plugin: str) -> None:
+        self.check(obj, plugin)
+        name = obj.name
         if name in self._entries:
             other = self._entries[name].plugin
             raise DuplicateComponentError(
                 f"{self.kind} {name!r} is registered twice: by plugin {other!r} and by plugin {plugin!r}"
             )
         self._entries[name] = Entry(name, obj, plugin)
+
+    def remove(self, name: str) -> None:
+        self._entries.pop(name, None)
 
     def get(self, name: str) -> T:
         try:

@@ -22,12 +22,20 @@ def default_model_for(modality: str) -> str:
 
 
 def make_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
-    """Build a config from a preset (inferred from loss/lipschitz when not given) and
-    explicit overrides (``None`` values mean "not given")."""
+    """Build a config from a preset and explicit overrides (``None`` values mean "not
+    given"). Without a named preset: the one the loss or enforcer declares
+    (``Component.preset``), else the one their built-in names imply, then the settings
+    the components declare (``Component.settings``) and the data set's recommended and
+    tuned settings, each only where the user gave nothing. ``cfg.notes`` says what was
+    chosen and why (the trainer shows them as one block)."""
     given = {k: v for k, v in overrides.items() if v is not None}
     explicit_preset = preset is not None
+    notes: list[str] = []
+    comps = _component_classes(given)
     if preset is None:
-        preset = infer_preset(given.get("loss"), given.get("lipschitz"))
+        preset, why = _choose_preset(given, comps)
+        if why:
+            notes.append(why)
     if preset not in PRESETS:
         raise UnknownComponentError("preset", preset, PRESETS)
     base = copy.deepcopy(PRESETS[preset])
@@ -37,7 +45,9 @@ def make_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
             base[key] = {**base[key], **value}  # -O merges into a preset's options
         else:
             base[key] = value
-    notes = [] if explicit_preset else apply_data_settings(base, given)
+    if not explicit_preset:
+        notes += _apply_component_settings(base, given, comps)
+        notes += apply_data_settings(base, given)
     if "betas" in base:
         base["betas"] = tuple(base["betas"])
     names = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -46,17 +56,75 @@ def make_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
         raise UsageError(f"unknown config keys: {', '.join(sorted(unknown))}")
     cfg = TrainConfig(**base)
     cfg.validate()
-    cfg.notes = notes  # shown by the Trainer (rank 0): what the data set chose
+    cfg.notes = notes  # shown by the Trainer (rank 0): what was chosen for the user
     return cfg
 
 
-def _scoped_settings(ds: type, data: str, preset: str | None, enforcer: str | None) -> dict[str, tuple[Any, str]]:
-    """key → (value, why) from the data set's ``recommended`` (every method), then
-    ``tuned[preset]`` and ``tuned["preset+enforcer"]``; the narrower scope wins."""
+def _component_classes(given: dict[str, Any]) -> dict[str, type]:
+    """The registered loss and enforcer classes the user named (unknown names are
+    reported later, where the run is built)."""
+    out = {}
+    for kind in ("lipschitz", "loss"):
+        name = given.get(kind)
+        if isinstance(name, str) and name in get_registry(kind):
+            out[kind] = get_registry(kind).get(name)
+    return out
+
+
+def _choose_preset(given: dict[str, Any], comps: dict[str, type]) -> tuple[str, str | None]:
+    """(preset, note or None): the enforcer's or loss's declared preset, else the one
+    the built-in names imply; a note when a plugin's component declares none."""
+    for kind in ("lipschitz", "loss"):
+        cls = comps.get(kind)
+        if cls is not None and cls.preset:
+            return cls.preset, f"preset = {cls.preset} (declared by {kind} {cls.name!r}; --preset overrides)"
+    preset = infer_preset(given.get("loss"), given.get("lipschitz"))
+    builtin = {p.get(k) for p in PRESETS.values() for k in ("loss", "lipschitz")} | {"ns", "lsgan", "lp"}
+    foreign = [f"{kind} {cls.name!r}" for kind, cls in comps.items() if cls.name not in builtin]
+    if foreign:
+        p = PRESETS[preset]
+        verb = "declares" if len(foreign) == 1 else "declare"
+        return preset, (f"preset = {preset} ({' and '.join(foreign)} {verb} no preset: {p['optimizer']} "
+                        f"lr {p['lr']:g}, betas {','.join(map(str, p['betas']))}, n_critic {p['n_critic']}; "
+                        "--preset or the flags override)")
+    return preset, None
+
+
+def _apply_component_settings(base: dict[str, Any], given: dict[str, Any], comps: dict[str, type]) -> list[str]:
+    """The run settings the enforcer and loss declare (``Component.settings``), the
+    enforcer's first, where the user gave none."""
+    notes = []
+    for kind in ("lipschitz", "loss"):
+        cls = comps.get(kind)
+        for key, value in (cls.settings if cls is not None else {}).items():
+            if key in given or key in ("preset", "data", "loss", "lipschitz"):
+                continue
+            base[key] = value
+            notes.append(f"{key} = {_shown(value)} (declared by {kind} {cls.name!r}; {_flag(key)} overrides)")
+    return notes
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _scoped_settings(ds: type, data: str, preset: str | None, loss: str | None,
+                     enforcer: str | None) -> dict[str, tuple[Any, str]]:
+    """key → (value, why) from the data set's ``recommended`` (every method), then its
+    ``tuned`` settings that were tuned with this run's components: ``tuned[preset]``
+    when the loss and enforcer are the preset's own, ``tuned["preset+enforcer"]`` when
+    the loss is the preset's and the enforcer that one. The narrower scope wins."""
+    own = PRESETS.get(preset or "", {})
     scoped = [(key, value, f"{data}") for key, value in ds.recommended.items()]
-    scoped += [(key, value, f"{data} with {preset}") for key, value in (ds.tuned.get(preset) or {}).items()]
-    scoped += [(key, value, f"{data} with {preset} and {enforcer}")
-               for key, value in (ds.tuned.get(f"{preset}+{enforcer}") or {}).items()]
+    if loss == own.get("loss"):
+        if enforcer == own.get("lipschitz"):
+            scoped += [(key, value, f"{data} with {preset}") for key, value in (ds.tuned.get(preset) or {}).items()]
+        scoped += [(key, value, f"{data} with {preset} and {enforcer}")
+                   for key, value in (ds.tuned.get(f"{preset}+{enforcer}") or {}).items()]
     chosen: dict[str, tuple[Any, str]] = {}
     for key, value, why in scoped:  # one entry per key, the narrowest last
         chosen.pop(key, None)
@@ -66,30 +134,29 @@ def _scoped_settings(ds: type, data: str, preset: str | None, enforcer: str | No
 
 def apply_data_settings(base: dict[str, Any], given: dict[str, Any]) -> list[str]:
     """Apply the settings the data set recommends to the keys the user did not give:
-    ``Dataset.recommended`` for every method, then ``Dataset.tuned[preset]`` for the
-    run's (inferred) preset only and ``Dataset.tuned["preset+enforcer"]`` for that
-    preset with that Lipschitz enforcer only, so that settings tuned for one method
-    never replace another method's paper settings. Model options are recommended as a
-    set: none applies when the user gave any model option (``-O model.width=64`` means
-    both networks 64 wide, not a 64-wide critic beside a recommended 512-wide
-    generator). Only used when no preset was named: ``--preset wgan-gp`` always means
-    the paper's settings. Returns one note per applied setting."""
+    ``Dataset.recommended`` for every method, then ``Dataset.tuned`` only for the
+    components they were tuned with (see :func:`_scoped_settings`), so that settings
+    tuned for one method never reach another method or a plugin's component. Model
+    options are recommended as a set: none applies when the user gave any model option
+    (``-O model.width=64`` means both networks 64 wide, not a 64-wide critic beside a
+    recommended 512-wide generator). Only used when no preset was named: ``--preset
+    wgan-gp`` always means the paper's settings. Returns one note per applied setting."""
     data = base.get("data", TrainConfig.data)
     reg = get_registry("dataset")
     if not isinstance(data, str) or data not in reg:
         return []
     ds = reg.get(data)
     notes = []
-    for key, (value, why) in _scoped_settings(ds, data, base.get("preset"), base.get("lipschitz")).items():
+    for key, (value, why) in _scoped_settings(ds, data, base.get("preset"), base.get("loss"),
+                                               base.get("lipschitz")).items():
         if "." in key:
             note = _apply_component_option(base, given, key, value, ds.modality)
             if note:
                 notes.append(f"{note} (recommended for {why}; -O {key}=... overrides)")
         elif key not in given:
             base[key] = value
-            flag = "--" + key.replace("_", "-")
-            shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
-            notes.append(f"{key} = {shown} (recommended for {why}; {flag} overrides, --preset uses the paper's)")
+            notes.append(f"{key} = {_shown(value)} (recommended for {why}; {_flag(key)} overrides, --preset uses "
+                         "the paper's)")
     return notes
 
 

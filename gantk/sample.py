@@ -10,10 +10,10 @@ from safetensors.torch import save
 from torch import nn
 
 from . import checkpoint as ckpt_mod
-from . import plots
+from . import memory, plots
 from .data import modality_of
-from .errors import CheckpointError, OutputError, UsageError
-from .fsutil import atomic_path
+from .errors import CheckpointError, DataError, OutputError, UsageError
+from .fsutil import atomic_folder, atomic_path, path_text
 from .plugins import get_registry
 from .training import resolve_device
 
@@ -34,13 +34,16 @@ def load_generator(checkpoint: str | Path, device: str | torch.device = "cpu", *
     """Rebuild the generator of a checkpoint (or a run's newest checkpoint) from its
     stored config: its weight average when the run kept one (``--ema``), unless ``raw``
     asks for the weights themselves. Returns ``(generator, checkpoint, data_shape,
-    latent_dim)``; :func:`weights_used` says which weights it holds."""
+    latent_dim)``; :func:`weights_used` says which weights it holds.
+
+    Nothing large is allocated before it is known to fit: the generator is first built
+    on the meta device and refused (:class:`CheckpointError`, "needs about X GB") when
+    its weights are more than the machine has available; its tensors are checked
+    against the checkpoint's (names, shapes, dtypes, finite values) before loading."""
     path = ckpt_mod.resolve_checkpoint(checkpoint)
     ck = ckpt_mod.load_checkpoint(path)
     cfg = ck.config
-    state = ck.module_state("generator")
-    if not raw and has_average(ck):
-        state = ck.module_state("generator_ema")
+    prefix = "generator_ema" if not raw and has_average(ck) else "generator"
     meta = ck.meta.get("extra", {})
     data_shape = tuple(meta.get("data_shape") or ())
     latent = meta.get("latent_dim")
@@ -48,13 +51,31 @@ def load_generator(checkpoint: str | Path, device: str | torch.device = "cpu", *
         raise CheckpointError(f"{path}: checkpoint lacks the data shape or latent size")
     model_name = meta.get("model") or cfg.model or "mlp"
     model = get_registry("model").get(model_name)(**cfg.model_options)
-    torch.manual_seed(0)
-    G = model.build_generator(data_shape, latent)
+    G = _build_generator(path, model, data_shape, latent)
+    ckpt_mod.check_module_state(ck, prefix, G)
     try:
-        G.load_state_dict(state)
+        G.load_state_dict(ck.module_state(prefix))
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: generator weights do not match model {model_name!r} ({str(exc).splitlines()[0]})") from None
     return G.to(device).eval(), ck, data_shape, latent
+
+
+def _build_generator(path: Path, model, data_shape: tuple[int, ...], latent: int) -> nn.Module:
+    """The model's generator, built for real only after its meta-device twin showed
+    that its weights fit in memory."""
+    def build() -> nn.Module:
+        return model.build_generator(data_shape, latent)
+
+    reason = model.supports(data_shape)
+    if reason:
+        raise CheckpointError(f"{path}: model {model.name!r} cannot handle its data shape {data_shape}: {reason}")
+    memory.check_fits(memory.module_bytes(build), f"the generator of {path}", CheckpointError)
+    torch.manual_seed(0)
+    try:
+        return build()
+    except (TypeError, ValueError, OverflowError, RuntimeError) as exc:  # options the model's code cannot take
+        raise CheckpointError(f"{path}: cannot build the generator of model {model.name!r} from its config "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
 def has_average(ck: ckpt_mod.Checkpoint) -> bool:
@@ -113,6 +134,7 @@ def sample(
     if n < 1:
         raise UsageError(f"-n must be >= 1, got {n}")
     out = Path(output)
+    _refuse_run_files(out)
     if each:
         _check_each_folder(out)
     else:
@@ -129,10 +151,13 @@ def sample(
                          "(not images); write a .png or .safetensors file instead")
     z = latents(n, latent, seed)
     x = run_generator(G, z, dev, batch_size)
+    if not torch.isfinite(x).all():
+        raise DataError(f"the generator of {ck.path} (step {ck.step}) produced NaN or infinite samples; "
+                        "nothing written")
     if each:
         save_each(out, x)
     elif out.suffix.lower() == ".safetensors":
-        meta = {"checkpoint": str(ck.path), "step": str(ck.step), "seed": str(seed),
+        meta = {"checkpoint": path_text(ck.path), "step": str(ck.step), "seed": str(seed),
                 "weights": weights_used(ck, raw),
                 "config": ck.config.to_json(), "format": "gantk-samples-1"}
         with atomic_path(out) as tmp:
@@ -141,6 +166,16 @@ def sample(
         title = f"{n} samples, {ck.path.parent.parent.name} step {ck.step}, seed {seed}"
         plots.save_samples_picture(out, x, modality_of(shape), title=title)
     return SampleResult(out, n, ck.step, ck.path, tuple(shape), weights_used(ck, raw))
+
+
+def _refuse_run_files(out: Path) -> None:
+    """Samples never land in a run's ``checkpoints/`` folder or over a checkpoint."""
+    target = out.resolve()
+    for folder in (target, *target.parents):
+        if folder.name == ckpt_mod.CKPT_DIR and (folder.parent / "config.json").is_file():
+            raise OutputError(f"refusing to write {out}: it is inside the checkpoints folder of run {folder.parent}")
+    if target.is_file() and ckpt_mod.is_checkpoint_file(target):
+        raise OutputError(f"refusing to write {out}: it is a gantk checkpoint")
 
 
 def _check_each_folder(out: Path) -> None:
@@ -156,10 +191,17 @@ def _check_each_folder(out: Path) -> None:
 
 def save_each(folder: str | Path, images: torch.Tensor) -> list[Path]:
     """Write (N, C, H, W) images in [−1, 1] as ``sample-00000.png``, ... (C = 1, 2, 3, 4:
-    grayscale, grayscale + alpha, RGB, RGBA) at their own size; each file is written
-    atomically."""
+    grayscale, grayscale + alpha, RGB, RGBA) at their own size into ``folder`` (new or
+    empty). The files are written into a hidden temporary folder beside it that is
+    renamed into place at the end, so a failure (a full disk) leaves no partial set and
+    a retry can use the same name."""
     folder = Path(folder)
-    folder.mkdir(exist_ok=True)
+    with atomic_folder(folder) as tmp:
+        paths = _write_pngs(tmp, images)
+    return [folder / p.name for p in paths]
+
+
+def _write_pngs(folder: Path, images: torch.Tensor) -> list[Path]:
     x = images.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
     x = x.permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
     digits = max(5, len(str(len(x) - 1)))
@@ -167,7 +209,9 @@ def save_each(folder: str | Path, images: torch.Tensor) -> list[Path]:
     for i, arr in enumerate(x):
         img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)  # L, LA, RGB or RGBA
         path = folder / f"sample-{i:0{digits}d}.png"
-        with atomic_path(path) as tmp:
-            img.save(tmp, format="PNG")
+        try:
+            img.save(path, format="PNG")
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
         paths.append(path)
     return paths

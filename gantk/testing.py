@@ -38,8 +38,9 @@ from torch import nn
 from . import plugins as P
 from .components import Component, Dataset, GANModel, LipschitzEnforcer, Loss, PenaltyOutput
 from .errors import GantkError, GantkNote
-from .hookimpl import hookimpl
+from .markers import hookimpl
 from .plugins import get_registry, register_plugin, unregister_plugin
+from .presets import infer_preset
 from .resolve import make_config
 from .training import Trainer
 
@@ -414,7 +415,7 @@ def _small_run_defaults(opts: dict[str, dict | None], names: dict[str, str]) -> 
         opts["data"] = {"n": 256}  # a generated set: a small one
 
 
-def _train_tiny(what: str, settings: dict[str, Any]):
+def _train_tiny(what: str, settings: dict[str, Any], callbacks: list | None = None):
     """Build the config and Trainer from ``settings`` and train; any failure is an
     AssertionError naming ``what``. Returns the trainer, its config, the result and the
     generator's and critic's parameters before training."""
@@ -422,7 +423,7 @@ def _train_tiny(what: str, settings: dict[str, Any]):
         cfg = make_config(settings.pop("preset", None), **settings)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", GantkNote)  # notes about recommended options
-            tr = Trainer(cfg)
+            tr = Trainer(cfg, callbacks=callbacks)
         g0 = [p.detach().clone() for p in tr.G.parameters()]
         d0 = [p.detach().clone() for p in tr.D.parameters()]
         res = tr.train()
@@ -464,6 +465,7 @@ def check_trains(
     model_options: dict | None = None,
     data_options: dict | None = None,
     out: str | os.PathLike | None = None,
+    callbacks: list | None = None,
     **config: Any,
 ):
     """Train a tiny run (CPU, ``steps`` generator steps of ``n_critic`` critic steps,
@@ -474,8 +476,12 @@ def check_trains(
     ``loss``, ``lipschitz``, ``model``, ``data`` are registered names, classes or
     instances (an instance's options are used); an unregistered class is registered for
     the duration. ``out`` keeps the run folder (default: a temporary one, deleted
-    afterwards). Other keyword arguments go to :func:`gantk.make_config`. Returns the
-    :class:`~gantk.training.TrainResult`.
+    afterwards). ``callbacks`` (e.g. a :class:`gantk.Logger`) receive the run's events.
+    The run is neutral: the preset is the one the loss and enforcer imply, named
+    explicitly, so no data set's tuned settings apply and the penalty runs on every
+    critic step (``res.metrics`` has its figures). Other keyword arguments go to
+    :func:`gantk.make_config` (``preset=None`` lets the data set's settings apply, as
+    ``gantk train`` does). Returns the :class:`~gantk.training.TrainResult`.
     """
     opts = {"loss": loss_options, "lipschitz": lipschitz_options, "model": model_options, "data": data_options}
     objs = {"loss": loss, "lipschitz": lipschitz, "model": model, "dataset": data}
@@ -492,8 +498,9 @@ def check_trains(
             steps=steps, n_critic=n_critic, batch_size=batch_size, out=str(out), device="cpu",
             log_every=1, checkpoint_every=0, image_every=0,
         )
+        settings["preset"] = infer_preset(names["loss"], names["lipschitz"])
         settings.update(config)
-        tr, cfg, res, g0, d0 = _train_tiny(what, settings)
+        tr, cfg, res, g0, d0 = _train_tiny(what, settings, callbacks)
         _check_trained(what, tr, cfg, res, g0, d0)
         return res
 

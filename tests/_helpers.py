@@ -36,7 +36,7 @@ class BNModel(gantk.GANModel):
 def registered_models(*models, name="test-models"):
     """Register model classes through a temporary plugin (the same hook third-party
     plugins use) for the duration of the block."""
-    from gantk.hookimpl import hookimpl
+    from gantk.markers import hookimpl
     from gantk.plugins import register_plugin, unregister_plugin
 
     class Plugin:

@@ -169,7 +169,7 @@ from _helpers import assert_clean_error as _assert_clean_error  # noqa: E402
     (["--n-critic", "0"], ["--n-critic must be >= 1"]),
     (["--steps", "0"], ["--steps must be >= 1"]),
     (["--batch-size", "0"], ["--batch-size must be >= 1"]),
-    (["-O", "lipschitz.lamda=1"], ["no option 'lamda'", "did you mean 'lambda'"]),
+    (["-O", "lipschitz.lamda=1"], ["lipschitz enforcer 'gp' has no option lipschitz.lamda", "did you mean lipschitz.lambda?"]),
     (["-O", "lipschitz.lambda=abc"], ["lambda", "expected float"]),
     (["-O", "nonsense"], ["KIND.KEY=VALUE"]),
     (["--optimizer", "adamw"], ["unknown optimizer 'adamw'"]),

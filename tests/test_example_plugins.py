@@ -93,3 +93,18 @@ def test_without_the_package_r1_is_unknown_with_a_hint(tmp_path):
     assert "unknown lipschitz enforcer 'r1'" in p.stderr
     assert "a plugin package may provide more" in p.stderr
     assert not any(tmp_path.iterdir())
+
+
+@needs("gantk-csvlog")
+def test_a_plugin_logger_and_command_through_the_cli(tmp_path):
+    p = gantk_cli("train", *TINY, "--logger", "csv", "--log-every", "1", "--out", str(tmp_path), "--name", "r",
+                  load="gantk-csvlog")
+    assert p.returncode == 0, p.stderr
+    rows = (tmp_path / "r" / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+    p = gantk_cli("csv-tail", str(tmp_path / "r"), "-n", "1", load="gantk-csvlog")
+    assert p.returncode == 0 and p.stdout.splitlines()[1].startswith("2,")
+    p = gantk_cli("--help", load="gantk-csvlog")
+    assert "csv-tail" in p.stdout
+    p = gantk_cli("train", *TINY, "--logger", "csv", "--out", str(tmp_path), load="")
+    assert p.returncode == 2 and "unknown logger 'csv'" in p.stderr

@@ -280,7 +280,7 @@ def test_digits_preset(tmp_path):
 
 def test_channels_flag_on_data_without_it_is_refused(tmp_path):
     res = run("train", "--data", "8gaussians", "--channels", "1", "--steps", "1", "--out", tmp_path)
-    _assert_clean_error(res, 2, "no option 'channels'")
+    _assert_clean_error(res, 2, "no option data.channels")
 
 
 # ------------------------------------------------------------------ sample --each

@@ -130,11 +130,13 @@ def test_toy_optimizer_settings_tuned_for_wgan_gp_stay_with_it():
             assert (cfg.lr_floor, cfg.ema) == (0.0, 0.0)
             assert cfg.model_options == {"width": 256, "g_width": 512, "g_depth": 4}
             assert not any("with wgan-gp" in n for n in cfg.notes)
-        # the lazy penalty was measured with gp and lp only: another enforcer under the
-        # wgan-gp preset (a plugin's, here the no-op one) keeps its penalty on every step
+        # the toy settings were tuned with gp and lp only: another enforcer under the
+        # wgan-gp preset (a plugin's, here the no-op one) keeps the paper's optimizer, its
+        # own options and its penalty on every step; only the data's budget applies
         other = make_config(data="8gaussians", loss="wasserstein", lipschitz="none")
-        assert (other.preset, other.lr, other.penalty_every, other.steps, other.batch_size) == (
-            "wgan-gp", 2e-3, 1, 6000, 256)
+        assert (other.preset, other.lr, other.betas, other.penalty_every, other.steps, other.batch_size) == (
+            "wgan-gp", 1e-4, (0.0, 0.9), 1, 6000, 256)
+        assert other.lipschitz_options == {}
         lp8 = make_config(data="8gaussians", lipschitz="lp")
         assert (lp8.penalty_every, lp8.steps, lp8.batch_size) == (4, 4500, 512)
         gp = make_config(data="8gaussians")

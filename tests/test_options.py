@@ -70,7 +70,10 @@ def test_resume_rules_come_from_the_options():
     ("ema", -0.1, "--ema must lie in [0, 1) (0 = off), got -0.1"),
     ("amp", "fp8", "--amp must be off or bf16, got 'fp8'"),
     ("betas", (0.5, 1.0), "--betas must lie in [0, 1), got (0.5, 1.0)"),
-    ("device", "tpu", "--device must be auto, cpu or cuda, got 'tpu'"),
+    ("device", "tpu", "--device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
+    ("device", "cuda:abc", "--device must be auto, cpu, cuda or cuda:N, got 'cuda:abc'"),
+    ("seed", 10**20, "--seed must lie in [0, 9223372036854775808)"),
+    ("name", "../../x", "--name must be one folder name inside --out"),
     ("log_every", -1, "--log-every must be >= 0"),
 ])
 def test_validation_is_derived_from_the_options(field, value, msg):

@@ -20,7 +20,7 @@ from gantk.plugins import register_plugin, unregister_plugin
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 CLASSES = (components.Component, components.Loss, components.LipschitzEnforcer, components.PenaltyOutput,
-           components.GANModel, components.Dataset)
+           components.GANModel, components.Dataset, components.Protocol, components.Callback, components.Logger)
 
 
 def sections(text: str) -> dict[str, str]:
@@ -146,7 +146,8 @@ def test_the_checker_catches_omissions():
 def test_member_introspection_sees_the_contract():
     # guards the checker itself: if introspection found nothing, the guide test could not fail
     assert set(hookspec_functions()) == {"register_models", "register_losses", "register_lipschitz",
-                                         "register_datasets", "register_protocols"}
+                                         "register_datasets", "register_protocols", "register_loggers",
+                                         "register_commands"}
     assert {"critic_loss", "generator_loss", "needs_real_scores"} <= set(public_members(components.Loss))
     assert {"prepare_critic", "penalty", "after_critic_step", "forbids_batchnorm"} <= set(
         public_members(components.LipschitzEnforcer))

@@ -85,14 +85,12 @@ def test_duplicate_name_names_both_plugins(in_process_plugin):
         def register_losses(register):
             register(HalfLoss)
 
-    name = register_plugin(Dup, name="test-dup")
-    try:
-        with pytest.raises(DuplicateComponentError) as ei:
-            get_registry("loss")
-        assert "test-inprocess" in str(ei.value) and "test-dup" in str(ei.value)
-    finally:
-        unregister_plugin(name)
+    # register_plugin refuses at once; the registries and the first owner are unharmed
+    with pytest.raises(DuplicateComponentError) as ei:
+        register_plugin(Dup, name="test-dup")
+    assert "test-inprocess" in str(ei.value) and "test-dup" in str(ei.value)
     assert "half-wasserstein" in get_registry("loss")
+    assert "test-dup" not in {i.name for i in plugin_infos()}
 
 
 def test_misspelt_hook_fails_loudly():
@@ -118,12 +116,9 @@ def test_registering_a_non_component_is_an_error():
         def register_models(register):
             register(HalfLoss)  # a loss handed to the model hook
 
-    name = register_plugin(Wrong, name="test-wrong")
-    try:
-        with pytest.raises(gantk.PluginError, match="not a subclass of GANModel"):
-            get_registry("model")
-    finally:
-        unregister_plugin(name)
+    with pytest.raises(gantk.PluginError, match="not a subclass of GANModel"):
+        register_plugin(Wrong, name="test-wrong")
+    assert "mlp" in get_registry("model")
 
 
 PLUGIN_PYPROJECT = """
@@ -178,16 +173,55 @@ def _make_pkg(root, name, module, source, version="1.2.3"):
     return d
 
 
+CLASH_MODULE = '''
+import gantk
+from gantk import hookimpl
+
+class MyGP(gantk.LipschitzEnforcer):  # the name of a built-in
+    name = "gp"
+    def penalty(self, critic, real, fake, *, generator=None):
+        return gantk.PenaltyOutput(critic(real).pow(2).mean())
+
+class Shared(gantk.Loss):  # a new name {which} plugin registers too
+    name = "shared-loss"
+    description = "from {which}"
+    def critic_loss(self, real_out, fake_out):
+        return fake_out.mean() - real_out.mean()
+    def generator_loss(self, fake_out):
+        return -fake_out.mean()
+
+class Own(gantk.Loss):
+    name = "own-{which}"
+    def critic_loss(self, real_out, fake_out):
+        return fake_out.mean() - real_out.mean()
+    def generator_loss(self, fake_out):
+        return -fake_out.mean()
+
+@hookimpl
+def register_lipschitz(register):
+    register(MyGP)
+
+@hookimpl
+def register_losses(register):
+    register(Shared)
+    register(Own)
+'''
+
+
 @pytest.fixture(scope="module")
 def installed_plugins(tmp_path_factory):
-    """Two plugin packages pip-installed (into a private folder) through their entry points."""
+    """Plugin packages pip-installed (into a private folder) through their entry points:
+    a good one, one that fails to import, and two that clash (with a built-in name and
+    with each other)."""
     root = tmp_path_factory.mktemp("plugins")
     good = _make_pkg(root, "gantk-test-good", "gantk_test_good", GOOD_MODULE)
     bad = _make_pkg(root, "gantk-test-broken", "gantk_test_broken", "raise ImportError('needs libfoo')\n", "0.0.1")
+    clash_a = _make_pkg(root, "gantk-test-clash-a", "gantk_test_clash_a", CLASH_MODULE.replace("{which}", "a"))
+    clash_b = _make_pkg(root, "gantk-test-clash-b", "gantk_test_clash_b", CLASH_MODULE.replace("{which}", "b"))
     site = root / "site"
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(site), str(good), str(bad)],
+         "--target", str(site), str(good), str(bad), str(clash_a), str(clash_b)],
         capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr
@@ -228,3 +262,61 @@ def test_env_var_limits_third_party_plugins(installed_plugins):
     p = _gantk(installed_plugins, "train", "--loss", "doubled", "--steps", "1", env_extra={"GANTK_LOAD_PLUGINS": ""})
     assert p.returncode == 2
     assert "unknown loss 'doubled'" in p.stderr and "plugin" in p.stderr
+
+
+def test_clashing_plugins_are_refused_and_everything_else_works(installed_plugins, tmp_path):
+    p = _gantk(installed_plugins, "plugins", "--json")
+    assert p.returncode == 0, p.stderr
+    data = {d["name"]: d for d in json.loads(p.stdout)}
+    # built-ins win; between two third-party plugins the first loaded keeps the name
+    assert data["gantk-test-clash-a"]["refused"] == {"lipschitz": ["gp"]}
+    assert data["gantk-test-clash-a"]["registered"] == {"loss": ["shared-loss", "own-a"]}
+    assert data["gantk-test-clash-b"]["refused"] == {"lipschitz": ["gp"], "loss": ["shared-loss"]}
+    assert data["gantk-test-clash-b"]["registered"] == {"loss": ["own-b"]}
+    assert "gantk.default_plugins.lipschitz" in data and "gp" in data["gantk.default_plugins.lipschitz"]["registered"]["lipschitz"]
+    # the problems are reported (table view), naming both plugins and how to choose
+    p = _gantk(installed_plugins, "plugins")
+    assert p.returncode == 0
+    assert "'shared-loss' of plugin 'gantk-test-clash-b' was refused: plugin 'gantk-test-clash-a'" in p.stderr
+    assert "GANTK_LOAD_PLUGINS" in p.stderr
+    # an unrelated training works, and uses the built-in gp
+    p = _gantk(installed_plugins, "train", "--lipschitz", "gp", "--data", "8gaussians", "-O", "data.n=256",
+               "-O", "model.width=16", "--steps", "2", "--batch-size", "16", "--out", str(tmp_path), "--device", "cpu")
+    assert p.returncode == 0, p.stderr
+    assert "pen " in p.stdout and "Traceback" not in p.stderr
+    assert p.stderr.count("was refused") == 3  # reported once each
+
+
+def test_describe_and_verbose_show_every_component(installed_plugins):
+    p = _gantk(installed_plugins, "plugins", "--json", "--verbose")
+    comps = {(c["kind"], c["name"]): c for c in json.loads(p.stdout)["components"]}
+    gp = comps[("lipschitz", "gp")]
+    assert gp["builtin"] and gp["plugin"] == "gantk.default_plugins.lipschitz" and gp["description"]
+    assert {o["name"]: (o["type"], o["default"]) for o in gp["options"]}["lambda"] == ("float", 10.0)
+    doubled = comps[("loss", "doubled")]
+    assert doubled["plugin"] == "gantk-test-good" and doubled["version"] == "1.2.3" and not doubled["builtin"]
+    p = _gantk(installed_plugins, "describe", "loss", "doubled")
+    assert p.returncode == 0 and "twice the Wasserstein loss" in p.stdout and "gantk-test-good 1.2.3" in p.stdout
+    p = _gantk(installed_plugins, "describe", "loss", "doubeld")
+    assert p.returncode == 2 and "did you mean 'doubled'" in p.stderr
+
+
+def test_env_var_names_that_match_nothing_are_reported(installed_plugins):
+    p = _gantk(installed_plugins, "plugins", "--json", env_extra={"GANTK_LOAD_PLUGINS": "gantk-test-Good,nosuch"})
+    assert p.returncode == 0
+    p = _gantk(installed_plugins, "plugins", env_extra={"GANTK_LOAD_PLUGINS": "gantk-test-Good,nosuch"})
+    assert "'gantk-test-Good', which matches no installed plugin; did you mean 'gantk-test-good'" in p.stderr
+    assert "'nosuch', which matches no installed plugin" in p.stderr
+
+
+def test_a_run_names_the_plugin_it_needs(installed_plugins, tmp_path):
+    p = _gantk(installed_plugins, "train", "--loss", "doubled", "--data", "8gaussians", "-O", "data.n=256",
+               "-O", "model.width=16", "--steps", "1", "--batch-size", "16", "--out", str(tmp_path), "--name", "r",
+               "--device", "cpu")
+    assert p.returncode == 0, p.stderr
+    rec = json.loads((tmp_path / "r" / "config.json").read_text())["components"]
+    assert rec["loss"] == {"name": "doubled", "plugin": "gantk-test-good", "version": "1.2.3"}
+    for args in (["sample", str(tmp_path / "r"), "-o", str(tmp_path / "s.safetensors")],
+                 ["eval", str(tmp_path / "r")], ["train", "--resume", str(tmp_path / "r"), "--steps", "2"]):
+        p = _gantk(installed_plugins, *args, env_extra={"GANTK_LOAD_PLUGINS": ""})
+        assert p.returncode == 1 and "this run needs plugin gantk-test-good 1.2.3" in p.stderr, (args, p.stderr)

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import warnings
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
+import numpy.lib.format as npy_format
 import torch
 from safetensors import SafetensorError, safe_open
 
 from .. import presets
 from ..components import Dataset
 from ..errors import DataError, GantkNote
-from ..hookimpl import hookimpl
+from ..markers import hookimpl
 
 
 #: the real-vs-real W1 floors shipped for the toy sets (benchmarks/quality/w1_floors.py);
@@ -106,11 +109,102 @@ class SwissRoll(_Toy):
 
 
 _TENSOR_SUFFIXES = (".safetensors", ".npy", ".npz")
+#: the array or tensor a file with several is read from, when option ``key`` is not given
+PREFERRED_KEYS = ("samples", "images", "x")
+#: deflate never expands data more than about 1032-fold, so a zip member claiming a larger
+#: uncompressed size than this allows is lying about it
+_DEFLATE_MAX_RATIO = 1032
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def open_regular_file(path: str | os.PathLike) -> BinaryIO:
+    """Open ``path`` for binary reading if it is a regular file (after symlinks), else
+    raise OSError saying what it is.
+
+    The file is opened without blocking and checked on the open descriptor, so a FIFO or
+    a device named like a data file is refused at once instead of hanging the reader,
+    and nothing can swap the file between the check and the read."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a plain file")
+            raise OSError(f"not a regular file but {kind}")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _pick_key(names: list[str], key: str, where: str, what: str) -> str:
+    """The array (``what``) of a file to read: option ``key`` when given; else the first of
+    :data:`PREFERRED_KEYS` the file holds (with a note, when it holds others too); else
+    its only one. Several others are ambiguous: an error listing them."""
+    if not names:
+        raise DataError(f"{where}: holds no {what}")
+    if key:
+        if key not in names:
+            raise DataError(f"{where}: no {what} named {key!r} (it has: {', '.join(names)})")
+        return key
+    if len(names) == 1:
+        return names[0]
+    for name in PREFERRED_KEYS:
+        if name in names:
+            others = ", ".join(n for n in names if n != name)
+            warnings.warn(f"{where}: reading the {what} {name!r} (it also holds {others}); "
+                          f"choose another with -O data.key=NAME", GantkNote, stacklevel=4)
+            return name
+    raise DataError(f"{where}: holds several {what}s ({', '.join(names)}) and none is named "
+                    f"{', '.join(PREFERRED_KEYS)}; choose one with -O data.key=NAME")
+
+
+def _read_npy(f: BinaryIO, size: int, where: str, holder: str = "the file") -> np.ndarray:
+    """An .npy stream of ``size`` bytes (``holder``: what holds them) → its array. The
+    header is read first: a claim of more data than ``size`` allows, and an object or
+    other unusable dtype, are refused before anything is allocated or read."""
+    version = npy_format.read_magic(f)
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise DataError(f"{where}: unsupported .npy format version {version[0]}.{version[1]}")
+    # version 3.0 differs from 2.0 only in allowing utf-8 field names (structured dtypes,
+    # which are refused below anyway)
+    read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+    shape, _, dtype = read_header(f)
+    if dtype.hasobject:
+        raise DataError(f"{where}: cannot read an array of Python objects (dtype {dtype}); gantk never unpickles")
+    if dtype.kind not in "fiub":
+        raise DataError(f"{where}: dtype {dtype} is not usable as samples")
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed > size - f.tell():
+        raise DataError(f"{where}: header claims shape {tuple(shape)} of {dtype} ({claimed:,} bytes) "
+                        f"but {holder} holds {size:,} bytes")
+    f.seek(0)
+    return npy_format.read_array(f, allow_pickle=False)
+
+
+def _read_npz(f: BinaryIO, key: str, where: str) -> np.ndarray:
+    """One array of an .npz archive (see :func:`_pick_key`), its header checked against
+    the member's uncompressed size before it is read."""
+    with zipfile.ZipFile(f) as z:
+        members = {i.filename[: -len(".npy")]: i for i in z.infolist() if i.filename.endswith(".npy")}
+        name = _pick_key(list(members), key, where, "array")
+        info = members[name]
+        member = f"{where}, array {name!r}"
+        if (info.compress_type == zipfile.ZIP_STORED and info.file_size > info.compress_size) or (
+                info.compress_type == zipfile.ZIP_DEFLATED
+                and info.file_size > _DEFLATE_MAX_RATIO * info.compress_size + 4096):
+            raise DataError(f"{member}: claims {info.file_size:,} bytes uncompressed from "
+                            f"{info.compress_size:,} compressed, more than its compression can give")
+        with z.open(info) as m:
+            return _read_npy(m, info.file_size, member, holder="the member")
+
 
 def _to_float(arr: np.ndarray | torch.Tensor, where: str) -> torch.Tensor:
     if isinstance(arr, np.ndarray):
         if arr.dtype.kind not in "fiub":
             raise DataError(f"{where}: dtype {arr.dtype} is not usable as samples")
+        if not arr.dtype.isnative:  # torch reads native byte order only
+            arr = arr.astype(arr.dtype.newbyteorder("="))
         arr = torch.from_numpy(np.ascontiguousarray(arr))
     t = arr
     if t.dtype == torch.bool or t.is_complex() or not (t.is_floating_point() or t.dtype in (
@@ -118,6 +212,8 @@ def _to_float(arr: np.ndarray | torch.Tensor, where: str) -> torch.Tensor:
         raise DataError(f"{where}: dtype {t.dtype} is not usable as samples")
     if t.dim() < 1 or t.shape[0] < 1:
         raise DataError(f"{where}: needs at least one sample (got shape {tuple(t.shape)})")
+    if 0 in t.shape:
+        raise DataError(f"{where}: samples of shape {tuple(t.shape[1:])} hold no values (a zero-size dimension)")
     if t.dim() == 1:
         t = t[:, None]
     if t.dtype == torch.uint8:
@@ -129,9 +225,14 @@ def _to_float(arr: np.ndarray | torch.Tensor, where: str) -> torch.Tensor:
 
 
 class TensorFile(Dataset):
-    """Samples stored in a tensor file: .safetensors (option ``key``, default: the only
-    or first tensor), .npy, or .npz (option ``key``). Shape (N, ...) of any rank;
-    uint8 data is scaled to [−1, 1]. No pickle is ever loaded.
+    """Samples stored in a tensor file: .safetensors, .npy or .npz. Shape (N, ...) of any
+    rank, no dimension of size zero; uint8 data is scaled to [−1, 1]. No pickle is ever
+    loaded, and only regular files are opened (a FIFO or device is refused).
+
+    A .safetensors or .npz file holding several tensors is read from the one named by
+    option ``key``; else from the first of ``samples``, ``images``, ``x`` it holds (with
+    a note); else from its only one; several others are an error. An .npy header (and
+    each .npz member's) is checked against the file's size before any data is read.
 
     Images stored channels-last, (N, H, W, C) with C in 1/3/4, are transposed to
     (N, C, H, W) (see :meth:`is_channels_last`)."""
@@ -169,35 +270,32 @@ class TensorFile(Dataset):
     def _read(self) -> torch.Tensor:
         path = Path(self.opts["path"])
         key = self.opts["key"]
+        where = str(path)
         if not path.exists():
             raise DataError(f"data file not found: {path}")
-        if not os.access(path, os.R_OK) or path.is_dir():
-            raise DataError(f"data file cannot be read: {path}")
         suffix = path.suffix.lower()
+        if suffix not in _TENSOR_SUFFIXES:
+            raise DataError(f"{path}: unsupported file type {suffix!r} (use {', '.join(_TENSOR_SUFFIXES)})")
         try:
-            if suffix == ".safetensors":
-                with safe_open(str(path), framework="pt") as f:
-                    keys = list(f.keys())
-                    if not keys:
-                        raise DataError(f"{path}: holds no tensor")
-                    if key and key not in keys:
-                        raise DataError(f"{path}: no tensor named {key!r} (it has: {', '.join(keys)})")
-                    return _to_float(f.get_tensor(key or keys[0]), str(path))
-            if suffix == ".npy":
-                return _to_float(np.load(path, allow_pickle=False), str(path))
-            if suffix == ".npz":
-                with np.load(path, allow_pickle=False) as z:
-                    names = list(z.files)
-                    if not names:
-                        raise DataError(f"{path}: holds no array")
-                    if key and key not in names:
-                        raise DataError(f"{path}: no array named {key!r} (it has: {', '.join(names)})")
-                    return _to_float(z[key or names[0]], str(path))
+            f = open_regular_file(path)
+        except OSError as exc:
+            raise DataError(f"data file cannot be read: {path} ({exc.strerror or exc})") from None
+        try:
+            with f:
+                if suffix == ".npy":
+                    return _to_float(_read_npy(f, os.fstat(f.fileno()).st_size, where), where)
+                if suffix == ".npz":
+                    return _to_float(_read_npz(f, key, where), where)
+            # safetensors opens the file by name; it was a regular file an instant ago, and
+            # its reader checks the header's offsets against the file's size
+            with safe_open(where, framework="pt") as st:
+                name = _pick_key(list(st.keys()), key, where, "tensor")
+                return _to_float(st.get_tensor(name), where)
         except DataError:
             raise
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError, KeyError, SafetensorError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError, KeyError, SafetensorError,
+                MemoryError) as exc:
             raise DataError(f"{path}: cannot read tensor data ({type(exc).__name__}: {exc})") from None
-        raise DataError(f"{path}: unsupported file type {suffix!r} (use {', '.join(_TENSOR_SUFFIXES)})")
 
 
 @hookimpl

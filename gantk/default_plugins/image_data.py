@@ -17,7 +17,8 @@ from PIL import Image, ImageOps
 
 from ..components import Dataset
 from ..errors import DataError, GantkNote, GantkWarning, UsageError
-from ..hookimpl import hookimpl
+from ..markers import hookimpl
+from .datasets import open_regular_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -95,7 +96,8 @@ def _decode(path: Path, resolution: int, channels: int) -> np.ndarray | str:
     """One file → a (resolution, resolution, channels) uint8 array, or the reason it
     could not be read."""
     try:
-        with Image.open(path) as im:
+        # a FIFO or device named like an image would hang the reader: only regular files
+        with open_regular_file(path) as fh, Image.open(fh) as im:
             im.draft("RGB" if channels == 3 else "L", (resolution, resolution))  # JPEG: decode smaller
             im.load()
             im = ImageOps.exif_transpose(im)
@@ -116,9 +118,10 @@ class ImageFolder(Dataset):
 
     Each image is scaled so that its shorter side is ``resolution`` (Lanczos), then the
     centre square is cropped; ``channels`` 3 gives RGB, 1 grayscale. Transparent pixels
-    are composited over white; EXIF rotations are applied. Files that cannot be decoded
-    are skipped and counted in one warning; a folder without any readable image is an
-    error. Other files (no image suffix, hidden files) are ignored.
+    are composited over white; EXIF rotations are applied. Files that cannot be decoded,
+    and anything that is not a regular file (a FIFO, a device), are skipped and counted
+    in one warning; a folder without any readable image is an error. Other files (no
+    image suffix, hidden files) are ignored.
     """
 
     name = "imagefolder"

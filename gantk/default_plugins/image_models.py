@@ -16,7 +16,7 @@ from torch import nn
 
 from ..components import GANModel
 from ..errors import ConfigError, UsageError
-from ..hookimpl import hookimpl
+from ..markers import hookimpl
 
 _CHANNELS = (1, 3)
 

@@ -8,7 +8,7 @@ from torch.nn.utils import parametrizations, parametrize
 
 from ..components import LipschitzEnforcer, PenaltyOutput
 from ..errors import UsageError
-from ..hookimpl import hookimpl
+from ..markers import hookimpl
 from ..ops import check_impl, gradient_penalty
 
 

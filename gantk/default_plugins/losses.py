@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..components import Loss
-from ..hookimpl import hookimpl
+from ..markers import hookimpl
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ import math
 from torch import nn
 
 from ..components import GANModel
-from ..hookimpl import hookimpl
+from ..markers import hookimpl
 
 
 class _Reshape(nn.Module):

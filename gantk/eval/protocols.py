@@ -18,7 +18,7 @@ import torch
 
 from ..components import Protocol, ProtocolRequest
 from ..errors import DataError, UsageError
-from ..hookimpl import hookimpl
+from ..markers import hookimpl
 from . import metrics
 from .digits import CLASSIFIER_EPOCHS, digits_classifier, digits_split, features, round_trip, to_digit_inputs
 from .floors import FLOOR_DRAWS, latent_seed, ratio_se, shipped_floor, toy_w1_floor

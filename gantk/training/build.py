@@ -11,7 +11,7 @@ from ..components import GANModel, LipschitzEnforcer, Loss
 from ..config import TrainConfig
 from ..data import load_samples, modality_of
 from ..errors import ConfigError, UsageError
-from ..plugins import get_registry
+from ..plugins import component_record, get_registry
 from ..resolve import default_model_for
 
 
@@ -52,6 +52,15 @@ class Components:
     critic: nn.Module
     loss: Loss
     enforcer: LipschitzEnforcer
+    #: the registered data set that loaded the samples (None when they were handed in)
+    dataset: str | None = None
+
+    def record(self) -> dict:
+        """Which plugin (and version) provides each component: stored with the run."""
+        names = {"model": self.model.name, "loss": self.loss.name, "lipschitz": self.enforcer.name}
+        if self.dataset is not None:
+            names["dataset"] = self.dataset
+        return component_record(names)
 
 
 def build_components(cfg: TrainConfig, *, data: torch.Tensor | None = None, device=None) -> Components:
@@ -91,4 +100,4 @@ def build_components(cfg: TrainConfig, *, data: torch.Tensor | None = None, devi
     if ds is not None:
         cfg.data_options = {k: ds.opts[k] for k in cfg.data_options}
     return Components(data.to(device), data_shape, modality, latent, model, generator.to(device),
-                      critic.to(device), loss, enforcer)
+                      critic.to(device), loss, enforcer, ds.name if ds is not None else None)

@@ -1,9 +1,14 @@
-"""What a :class:`~gantk.training.Trainer` reports to: callbacks and the result."""
+"""What a :class:`~gantk.training.Trainer` reports to: callbacks (the base class lives
+with the other plugin base classes, :class:`gantk.components.Callback`) and the result."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..components import Callback
+
+__all__ = ["Callback", "TrainResult"]
 
 
 @dataclass
@@ -17,15 +22,3 @@ class TrainResult:
     image: Path | None
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-class Callback:
-    """Receives progress from :class:`~gantk.training.Trainer`; the CLI's progress bar
-    and ``--eval-every`` are callbacks. Called on rank 0 only."""
-
-    def on_start(self, trainer: Any) -> None: ...
-    def on_step(self, step: int) -> None: ...
-    def on_log(self, step: int, metrics: dict[str, float]) -> None: ...
-    def on_checkpoint(self, step: int, path: Path) -> None: ...
-    def on_image(self, step: int, path: Path) -> None: ...
-    def on_end(self, result: TrainResult) -> None: ...

@@ -34,6 +34,7 @@ from .build import build_components, has_batchnorm, make_optimizer, resolve_devi
 from .callbacks import Callback, TrainResult
 from .ema import WeightAverage
 from .rundir import new_run_dir
+from .runlock import LOCK_NAME, RunLock
 
 
 class Trainer:
@@ -46,6 +47,7 @@ class Trainer:
         callbacks: list[Callback] | None = None,
         resume: ckpt_mod.Checkpoint | None = None,
         run_dir: str | Path | None = None,
+        lock: RunLock | None = None,
     ):
         cfg.validate()
         # under torchrun: join the process group; rank 0 alone reports (notes, warnings
@@ -55,9 +57,10 @@ class Trainer:
         if not self.dist.is_main:
             for category in (GantkNote, GantkWarning):
                 warnings.filterwarnings("ignore", category=category)
-        if resume is None:
-            for note in getattr(cfg, "notes", ()):
-                warnings.warn(note, GantkNote, stacklevel=2)
+        notes = getattr(cfg, "notes", ())
+        if resume is None and notes:  # what was chosen for the user, and why: one block
+            warnings.warn("settings chosen for this run (flags override them):\n  " + "\n  ".join(notes),
+                          GantkNote, stacklevel=2)
         self.cfg = cfg
         self.callbacks = list(callbacks or []) if self.dist.is_main else []
         self.device = self.dist.device or resolve_device(cfg.device)
@@ -81,6 +84,12 @@ class Trainer:
         elif self.dist.is_main:
             self.run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
             check_writable_dir(self.run_dir)
+        # the folder is locked while this process trains in it (rank 0 holds it)
+        self._fresh = resume is None
+        self._lock = lock
+        self._owns_lock = lock is None and self.dist.is_main
+        if self._owns_lock:
+            self._lock = RunLock(self.run_dir).acquire()
         if resume is None and self.dist.enabled:  # the folder rank 0 created (its name has the time)
             self.run_dir = Path(distributed.broadcast_text(str(self.run_dir) if self.dist.is_main else None, self.dist))
         self._critic_index = self.step * cfg.n_critic
@@ -88,7 +97,8 @@ class Trainer:
             self._join_ranks()
         self.metrics_path = self.run_dir / "metrics.jsonl"
         if self.dist.is_main:
-            write_bytes_atomic(self.run_dir / "config.json", json.dumps(json.loads(cfg.to_json()), indent=2).encode())
+            record = {**json.loads(cfg.to_json()), "components": c.record()}  # the plugins that provide them
+            write_bytes_atomic(self.run_dir / "config.json", json.dumps(record, indent=2).encode())
 
     # ----------------------------------------------------------------- setup
     def _check_setup(self) -> None:
@@ -158,6 +168,24 @@ class Trainer:
         return st
 
     def _restore(self, ck: ckpt_mod.Checkpoint) -> None:
+        # every tensor is checked against what it replaces before anything is loaded:
+        # names, shapes, dtypes (no silent casts), finite values, the optimizer's state
+        # after step 0 (never a silent fresh start), the random states and the sampler's
+        # permutation of this run's data
+        extra = ck.meta.get("extra", {})
+        for key, have in (("data_shape", tuple(self.c.data_shape)), ("latent_dim", self.c.latent_dim)):
+            stored = extra.get(key)
+            if stored is not None and (tuple(stored) if key == "data_shape" else stored) != have:
+                raise CheckpointError(f"{ck.path}: does not match its run config ({key} {stored} in the checkpoint, "
+                                      f"{list(have) if key == 'data_shape' else have} for the run)")
+        ckpt_mod.check_module_state(ck, "generator", self.G)
+        ckpt_mod.check_module_state(ck, "critic", self.D)
+        if self.G_ema is not None:
+            ckpt_mod.check_module_state(ck, "generator_ema" if ck.module_state("generator_ema") else "generator",
+                                        self.G_ema)
+        ckpt_mod.check_optimizer_state(ck, "opt_g", self.opt_g)
+        ckpt_mod.check_optimizer_state(ck, "opt_d", self.opt_d)
+        ckpt_mod.check_rng_state(ck, data_size=self.c.data.shape[0], noise_state_size=self.g_noise.get_state().numel())
         try:
             self.G.load_state_dict(ck.module_state("generator"))
             self.D.load_state_dict(ck.module_state("critic"))
@@ -190,7 +218,7 @@ class Trainer:
             path, config=self.cfg, step=self.step, generator=self.G, critic=self.D,
             opt_g=self.opt_g, opt_d=self.opt_d, rng=self.rng_state(), generator_ema=self.G_ema,
             extra={"data_shape": list(self.c.data_shape), "latent_dim": self.c.latent_dim,
-                   "model": self.c.model.name, "modality": self.c.modality},
+                   "model": self.c.model.name, "modality": self.c.modality, "components": self.c.record()},
         )
         self.last_checkpoint = path
         for _, old in ckpt_mod.list_checkpoints(self.run_dir)[: -self.cfg.keep]:
@@ -380,20 +408,46 @@ class Trainer:
                     raise TrainingInterrupted(
                         f"stopped at step {self.step} by {signal.Signals(stop).name}; checkpoint "
                         f"{path}; continue with: gantk train --resume {self.run_dir}", code)
+            checkpoint = self.last_checkpoint or self.save()
         except KeyboardInterrupt:
-            path = self.save() if self.step > 0 else None
+            # a second signal (or one with no handler installed) may land inside a step:
+            # a checkpoint now would hold half of it, so the last whole-step one stands
+            self._remove_if_empty()
             raise TrainingInterrupted(
-                f"interrupted at step {self.step}; "
-                + (f"checkpoint {path}; continue with: gantk train --resume {self.run_dir}" if path else "nothing saved"),
+                f"interrupted inside step {self.step + 1}; not saved: "
+                + (f"the last checkpoint stands ({self.last_checkpoint}); continue with: gantk train --resume "
+                   f"{self.run_dir}" if self.last_checkpoint else "no checkpoint was written"),
                 130) from None
+        except BaseException:
+            self._remove_if_empty()
+            raise
         finally:
             for sig, h in handlers.items():
                 signal.signal(sig, h)
-        result = TrainResult(self.run_dir, self.step, self.last_checkpoint or self.save(), self.last_image,
+            if self._owns_lock and self._lock is not None:
+                self._lock.release()
+        result = TrainResult(self.run_dir, self.step, checkpoint, self.last_image,
                              self._last, time.perf_counter() - t0)
         for cb in self.callbacks:
             cb.on_end(result)
         return result
+
+    def _remove_if_empty(self) -> None:
+        """A new run that failed before its first checkpoint leaves no folder behind
+        (only what gantk wrote there is removed, and the folder only when then empty)."""
+        if not (self._fresh and self.last_checkpoint is None and self.dist.is_main):
+            return
+        for name in ("config.json", "metrics.jsonl", "eval.jsonl", LOCK_NAME):
+            (self.run_dir / name).unlink(missing_ok=True)
+        for sub in ("images", ckpt_mod.CKPT_DIR):
+            folder = self.run_dir / sub
+            if folder.is_dir():
+                for p in folder.glob("step-*.png"):
+                    p.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        with contextlib.suppress(OSError):
+            self.run_dir.rmdir()
 
     def _install_signal_handlers(self) -> dict:
         handlers = {}
@@ -434,7 +488,8 @@ class Trainer:
         last = self._acc.means(self.dist, self.step, self.last_checkpoint)
         now = time.perf_counter()
         last["steps_per_s"] = self._acc.steps / max(now - self._t_log, 1e-9)
-        rec = {"step": self.step, **{k: round(v, 6) for k, v in last.items()}, "time": round(now - t0, 3)}
+        # six significant digits, not six decimals: a penalty of 3e-8 is not 0
+        rec = {"step": self.step, **{k: float(f"{v:.6g}") for k, v in last.items()}, "time": round(now - t0, 3)}
         if self.cfg.lr_decay != "none":  # the lr this step ran with
             rec["lr"] = self.opt_g.param_groups[0]["lr"]
         if self.dist.is_main:

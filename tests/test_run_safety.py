@@ -1,0 +1,236 @@
+"""Nothing a run wrote is lost or overwritten: resume only inside its run folder, a
+branch when resuming from an older checkpoint, step logs cut at the checkpoint, samples
+never written over checkpoints, a lock on every run folder, no half-step checkpoint, no
+folder left by a failed start, and the console script's Ctrl-C handling."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from gantk.checkpoint import list_checkpoints, load_checkpoint
+from gantk.cli import app
+from gantk.errors import CheckpointError, OutputError, RunLockedError, TrainingError, TrainingInterrupted, UsageError
+from gantk.fsutil import read_jsonl
+from gantk.resolve import make_config
+from gantk.training import Trainer, resume
+from gantk.training.runlock import LOCK_NAME, RunLock
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _reference_penalty(monkeypatch):
+    monkeypatch.setenv("GANTK_FORCE_REF", "1")
+
+
+def _cfg(tmp_path, **kw):
+    opts = dict(data="8gaussians", data_options={"n": 128}, model_options={"width": 16, "depth": 2}, steps=4,
+                batch_size=16, n_critic=1, out=str(tmp_path / "runs"), name="r", device="cpu", log_every=1,
+                checkpoint_every=1, image_every=0, keep=10)
+    opts.update(kw)
+    return make_config(**opts)
+
+
+def _train(tmp_path, **kw):
+    return Trainer(_cfg(tmp_path, **kw)).train()
+
+
+def _steps(path):
+    return [r["step"] for r in read_jsonl(path)]
+
+
+# ------------------------------------------------------------------ resume
+
+
+def test_resume_from_a_checkpoint_outside_its_run_folder_is_refused(tmp_path):
+    res = _train(tmp_path, steps=2)
+    other = tmp_path / "elsewhere" / "sub"
+    other.mkdir(parents=True)
+    (tmp_path / "elsewhere" / "config.json").write_text('{"mine": true}')
+    moved = other / "ckpt.safetensors"
+    shutil.copy(res.checkpoint, moved)
+    before = sorted(p.name for p in (tmp_path / "elsewhere").rglob("*"))
+    with pytest.raises(CheckpointError, match="not inside a gantk run folder"):
+        resume(moved, {"steps": 4})
+    assert sorted(p.name for p in (tmp_path / "elsewhere").rglob("*")) == before
+    assert (tmp_path / "elsewhere" / "config.json").read_text() == '{"mine": true}'
+    # a run folder whose config.json belongs to another run
+    run2 = _train(tmp_path, steps=2, name="r2", seed=5).run_dir
+    shutil.copy(res.checkpoint, run2 / "checkpoints" / "step-0000009.safetensors")
+    with pytest.raises(CheckpointError, match="describes another run"):
+        resume(run2 / "checkpoints" / "step-0000009.safetensors", {"steps": 12})
+
+
+def test_resume_from_an_older_checkpoint_starts_a_branch(tmp_path):
+    res = _train(tmp_path, steps=4)
+    run = res.run_dir
+    first = run / "checkpoints" / "step-0000002.safetensors"
+    newer = {p.name: p.read_bytes() for s, p in list_checkpoints(run) if s > 2}
+    with pytest.warns(UserWarning, match="moved to"):
+        out = resume(first, {"steps": 3, "keep": 1})
+    assert out.step == 3
+    # the run is one history again: checkpoints up to 3, metrics 1..3, nothing newer
+    assert [s for s, _ in list_checkpoints(run)] == [3]  # --keep 1 rotates only this history
+    assert _steps(run / "metrics.jsonl") == [1, 2, 3]
+    branch = next((run / "branches").iterdir())
+    moved = {p.name: p.read_bytes() for p in (branch / "checkpoints").iterdir()}
+    assert moved == newer  # never deleted, byte for byte
+    assert _steps(branch / "metrics.jsonl") == [3, 4]
+    assert (branch / "config.json").is_file()
+
+
+def test_metrics_are_one_increasing_series_after_a_kill_and_resume(tmp_path):
+    res = _train(tmp_path, steps=2)
+    metrics = res.run_dir / "metrics.jsonl"
+    # what a process killed after its last checkpoint leaves: lines past step 2, a torn one
+    with open(metrics, "a") as f:
+        f.write(json.dumps({"step": 3, "critic_loss": 0.0}) + "\n" + '{"step": 4, "crit')
+    with pytest.warns(UserWarning, match="dropped 2 log lines past step 2"):
+        resume(res.run_dir, {"steps": 4})
+    assert _steps(metrics) == [1, 2, 3, 4]
+
+
+# ------------------------------------------------------------------ outputs
+
+
+def test_samples_are_never_written_over_checkpoints(tmp_path):
+    res = _train(tmp_path, steps=2)
+    ck = res.checkpoint
+    before = ck.read_bytes()
+    for target in (ck, res.run_dir / "checkpoints" / "new.safetensors", res.run_dir / "checkpoints" / "x.png"):
+        r = runner.invoke(app, ["sample", str(res.run_dir), "-o", str(target), "-n", "8"])
+        assert r.exit_code == 1 and "refusing to write" in r.output, r.output
+    copy = tmp_path / "copy.safetensors"
+    shutil.copy(ck, copy)
+    r = runner.invoke(app, ["sample", str(res.run_dir), "-o", str(copy), "-n", "8"])
+    assert r.exit_code == 1 and "is a gantk checkpoint" in r.output
+    assert ck.read_bytes() == before and not (res.run_dir / "checkpoints" / "x.png").exists()
+
+
+def test_sample_each_leaves_no_partial_set(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from gantk.sample import save_each
+
+    images = torch.rand(20, 3, 8, 8) * 2 - 1
+    real_save = Image.Image.save
+    written = {"n": 0}
+
+    def full_disk(self, fp, *a, **kw):
+        written["n"] += 1
+        if written["n"] > 7:
+            raise OSError(28, "No space left on device")
+        return real_save(self, fp, *a, **kw)
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    out = tmp_path / "pngs"
+    with pytest.raises(OutputError, match="No space left"):
+        save_each(out, images)
+    assert list(tmp_path.iterdir()) == []  # no partial set, no temporary folder
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    paths = save_each(out, images)  # the retry takes the same name
+    assert len(paths) == 20 and sorted(p.name for p in out.iterdir()) == [p.name for p in paths]
+
+
+def test_bad_run_names_are_refused(tmp_path):
+    for name in ("../x", "a/b", str(tmp_path / "abs"), "..", ""):
+        r = runner.invoke(app, ["train", "--out", str(tmp_path / "runs"), "--name", name, "--steps", "1"])
+        assert r.exit_code == 2 and "--name" in r.output, (name, r.output)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "abs").exists()
+
+
+# ------------------------------------------------------------------ lock
+
+
+def test_a_run_folder_is_locked_and_the_lock_names_the_holder(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".step-0000005.safetensors.abc123.tmp").write_bytes(b"x" * 100)  # a killed writer's leftover
+    with RunLock(run):
+        assert not (run / ".step-0000005.safetensors.abc123.tmp").exists()
+        with pytest.raises(RunLockedError, match=f"in use by process {os.getpid()}"):
+            RunLock(run).acquire()
+    RunLock(run).acquire().release()  # released
+
+
+def test_a_second_process_is_refused_and_kill_9_frees_the_lock(tmp_path):
+    res = _train(tmp_path, steps=1)
+    run = res.run_dir
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from gantk.training.runlock import RunLock; "
+         "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(120)", str(run)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = subprocess.run([sys.executable, "-m", "gantk", "train", "--resume", str(run), "--steps", "2"],
+                           capture_output=True, text=True, timeout=120, env={**os.environ, "GANTK_FORCE_REF": "1"})
+        assert r.returncode == 1 and f"in use by process {holder.pid}" in r.stderr, r.stderr
+        assert r.stderr.count("\n") <= 3 and "Traceback" not in r.stderr
+        assert [s for s, _ in list_checkpoints(run)] == [1]  # nothing written by the refused process
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    out = resume(run, {"steps": 2})  # the kernel dropped the lock with the process
+    assert out.step == 2
+
+
+# ------------------------------------------------------------------ stops and failures
+
+
+def test_a_second_signal_inside_a_step_saves_nothing(tmp_path):
+    tr = Trainer(_cfg(tmp_path, steps=6, checkpoint_every=2))
+    real_step = tr.critic_step
+    calls = {"n": 0}
+
+    def critic_step():
+        calls["n"] += 1
+        if calls["n"] == 4:  # inside step 4, after the checkpoint of step 2
+            next(tr.D.parameters()).data.add_(1.0)  # the half-finished step has changed the critic
+            raise KeyboardInterrupt
+        return real_step()
+
+    tr.critic_step = critic_step
+    with pytest.raises(TrainingInterrupted, match="not saved: the last checkpoint stands") as exc:
+        tr.train()
+    assert exc.value.exit_code == 130
+    assert [s for s, _ in list_checkpoints(tr.run_dir)] == [2]
+    assert load_checkpoint(tr.run_dir / "checkpoints" / "step-0000002.safetensors").step == 2
+
+
+def test_a_failed_start_leaves_no_run_folder(tmp_path):
+    tr = Trainer(_cfg(tmp_path))
+    run = tr.run_dir
+    assert (run / "config.json").is_file()
+
+    def diverge():
+        raise TrainingError("training diverged at step 1")
+
+    tr.critic_step = diverge
+    with pytest.raises(TrainingError):
+        tr.train()
+    assert not run.exists()
+    # a resumed run keeps its folder whatever happens
+    res = _train(tmp_path, name="kept", steps=1)
+    with pytest.raises(UsageError):
+        resume(res.run_dir, {"steps": 1})
+    assert res.run_dir.exists()
+
+
+def test_ctrl_c_at_any_moment_of_the_console_script_is_one_line(tmp_path):
+    env = {**os.environ, "GANTK_FORCE_REF": "1"}
+    cmd = [sys.executable, "-m", "gantk", "train", "--out", str(tmp_path / "runs"), "--steps", "100000",
+           "--data", "8gaussians", "-O", "data.n=256", "--batch-size", "16"]
+    for delay in (0.05, 0.4, 1.5, 4.0):
+        p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+        assert "Traceback" not in err, (delay, err)
+        assert p.returncode in (130, 0), (delay, p.returncode, err)
