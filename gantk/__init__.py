@@ -7,7 +7,8 @@ Public API:
   :class:`PenaltyOutput`), :class:`GANModel`, :class:`Dataset`, :class:`Protocol`, :class:`Logger` (a
   :class:`Callback`);
 * the penalty op: :func:`gradient_penalty`, :func:`gradient_penalty_at`,
-  :func:`gradient_norm_penalty`, :func:`interpolate`;
+  :func:`gradient_norm_penalty`, :func:`interpolate`, and for penalties of other shapes
+  :func:`input_gradient` and :func:`gradient_norms`;
 * factories: :func:`create_model`, :func:`create_loss`, :func:`create_lipschitz`,
   :func:`create_dataset`;
 * training and sampling: :class:`TrainConfig`, :func:`make_config`, :func:`train`,
@@ -31,8 +32,8 @@ _PUBLIC = {
     **dict.fromkeys(("CheckpointError", "ConfigError", "DataError", "DuplicateComponentError", "ExtensionError",
                      "GantkError", "GantkNote", "GantkWarning", "OutputError", "PluginError", "TrainingError",
                      "UnknownComponentError", "UsageError"), "gantk.errors"),
-    **dict.fromkeys(("GradientPenalty", "gradient_norm_penalty", "gradient_penalty", "gradient_penalty_at",
-                     "interpolate"), "gantk.ops"),
+    **dict.fromkeys(("GradientPenalty", "gradient_norm_penalty", "gradient_norms", "gradient_penalty",
+                     "gradient_penalty_at", "input_gradient", "interpolate"), "gantk.ops"),
     **dict.fromkeys(("create_model", "create_loss", "create_lipschitz", "create_dataset"), "gantk.plugins"),
     "PRESETS": "gantk.presets",
     "make_config": "gantk.resolve",
@@ -67,7 +68,15 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
     )
     from .config import TrainConfig  # noqa: F401
     from .markers import hookimpl  # noqa: F401
-    from .ops import GradientPenalty, gradient_norm_penalty, gradient_penalty, gradient_penalty_at, interpolate  # noqa: F401
+    from .ops import (  # noqa: F401
+        GradientPenalty,
+        gradient_norm_penalty,
+        gradient_norms,
+        gradient_penalty,
+        gradient_penalty_at,
+        input_gradient,
+        interpolate,
+    )
     from .plugins import create_dataset, create_lipschitz, create_loss, create_model  # noqa: F401
     from .presets import PRESETS  # noqa: F401
     from .resolve import make_config  # noqa: F401
@@ -89,6 +98,8 @@ __all__ = [
     "GradientPenalty",
     "gradient_penalty",
     "gradient_penalty_at",
+    "input_gradient",
+    "gradient_norms",
     "gradient_norm_penalty",
     "interpolate",
     "create_model",

@@ -52,7 +52,7 @@ def test_plugins_json_lists_the_example_packages_with_versions():
     data = {d["name"]: d for d in json.loads(p.stdout)}
     r1 = data["gantk-r1"]
     assert r1["version"] == md.version("gantk-r1") and r1["builtin"] is False and r1["error"] is None
-    assert r1["registered"] == {"lipschitz": ["r1", "r2", "dragan"]}
+    assert r1["registered"] == {"lipschitz": ["r1", "r2", "dragan", "wgan-div", "zc-gp"]}
     rel = data["gantk-relativistic"]
     assert rel["version"] == md.version("gantk-relativistic") and rel["error"] is None
     assert rel["registered"] == {"loss": ["ragan"]}
