@@ -1,4 +1,6 @@
-"""The plugin manager: built-in plugins, entry-point discovery and the registries.
+"""The plugin manager: built-in plugins, entry-point discovery and the registries. It is
+longer than most modules because loading, the registries, clash handling, component
+descriptions and run records all read one shared plugin state.
 
 Third-party packages declare an entry point in the ``gantk`` group::
 

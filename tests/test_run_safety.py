@@ -234,3 +234,30 @@ def test_ctrl_c_at_any_moment_of_the_console_script_is_one_line(tmp_path):
         _, err = p.communicate(timeout=120)
         assert "Traceback" not in err, (delay, err)
         assert p.returncode in (130, 0), (delay, p.returncode, err)
+
+
+# ------------------------------------------------------------------ sizes and hostile flags
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["-O", "model.width=1000000000"], "needs about"),
+    (["-O", "data.n=10000000000"], "needs about"),
+    (["--latent-dim", "1000000000"], "--latent-dim must lie in"),
+    (["--seed", str(10**20)], "--seed must lie in"),
+    (["--device", "cuda:abc"], "--device must be auto, cpu, cuda or cuda:N"),
+    (["--lambda", "inf"], "expected a finite number"),
+    (["-O", "lipschitz.lambda=nan"], "expected a finite number"),
+])
+def test_sizes_beyond_memory_and_hostile_flags_are_one_line_before_anything_is_created(tmp_path, args, needle):
+    r = subprocess.run([sys.executable, "-m", "gantk", "train", "--out", str(tmp_path / "runs"), "--steps", "1",
+                        *args], capture_output=True, text=True, timeout=300, env={**os.environ, "GANTK_FORCE_REF": "1"})
+    assert r.returncode in (1, 2) and needle in r.stderr, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in r.stderr and len(errors) == 1 and needle in errors[0], r.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_sample_refuses_a_count_beyond_memory(tmp_path):
+    res = _train(tmp_path, steps=1)
+    r = runner.invoke(app, ["sample", str(res.run_dir), "-n", str(10**10), "-o", str(tmp_path / "s.safetensors")])
+    assert r.exit_code == 2 and "needs about" in r.output and not (tmp_path / "s.safetensors").exists()

@@ -15,7 +15,7 @@ import numpy.lib.format as npy_format
 import torch
 from safetensors import SafetensorError, safe_open
 
-from .. import presets
+from .. import memory, presets
 from ..components import Dataset
 from ..errors import DataError, GantkNote
 from ..markers import hookimpl
@@ -44,6 +44,8 @@ class _Toy(Dataset):
         n = self.opts["n"]
         if n < 1:
             raise DataError(f"{self.name}: n must be >= 1, got {n}")
+        # float64 points, their noise and indices, then the float32 copy: about 40 bytes a point
+        memory.check_fits(40 * n, f"{self.name} with n = {n}", DataError)
         g = torch.Generator().manual_seed(seed)
         return self.generate(n, g)
 

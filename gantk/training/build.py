@@ -2,11 +2,13 @@
 loss and enforcer (resolved through the registries), and the optimizers."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .. import memory
 from ..components import GANModel, LipschitzEnforcer, Loss
 from ..config import TrainConfig
 from ..data import load_samples, modality_of
@@ -63,6 +65,25 @@ class Components:
         return component_record(names)
 
 
+#: copies of a network's weights training keeps: weights, gradients, two Adam moments
+#: (the generator's weight average, ``--ema``, is one more)
+_TRAINING_COPIES = 4
+
+
+def check_networks_fit(model: GANModel, data_shape: tuple[int, ...], latent: int, cfg: TrainConfig,
+                       n_samples: int) -> None:
+    """Refuse, before anything is built, networks and batches that cannot fit in the
+    machine's memory (the networks are first built on the meta device to size them);
+    the message gives the estimate."""
+    g = memory.module_bytes(lambda: model.build_generator(data_shape, latent))
+    d = memory.module_bytes(lambda: model.build_critic(data_shape))
+    sample = 4 * math.prod(data_shape)
+    batches = 4 * cfg.batch_size * (latent + 6 * sample)  # latents, real, fake, x̂ and their gradients
+    need = (_TRAINING_COPIES + (cfg.ema > 0)) * g + _TRAINING_COPIES * d + batches + 4 * 1024 * latent
+    memory.check_fits(need, f"training {model.name!r} with latent size {latent} and batch {cfg.batch_size} "
+                            f"(networks of {(g + d) / 1e6:.3g} MB)", ConfigError)
+
+
 def build_components(cfg: TrainConfig, *, data: torch.Tensor | None = None, device=None) -> Components:
     """Resolve every component of ``cfg`` and build the networks (seeded by cfg.seed)."""
     device = device or resolve_device(cfg.device)
@@ -83,6 +104,7 @@ def build_components(cfg: TrainConfig, *, data: torch.Tensor | None = None, devi
         raise ConfigError(f"model {model.name!r} cannot handle data of shape {data_shape}: {reason}")
     latent = cfg.latent_dim or (ds.latent_dim if ds is not None and ds.latent_dim else None)
     latent = latent or (2 if modality == "points" else model.default_latent_dim)
+    check_networks_fit(model, data_shape, latent, cfg, data.shape[0])
     torch.manual_seed(cfg.seed)
     generator = model.build_generator(data_shape, latent)
     critic = model.build_critic(data_shape)
