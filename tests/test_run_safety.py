@@ -261,3 +261,42 @@ def test_sample_refuses_a_count_beyond_memory(tmp_path):
     res = _train(tmp_path, steps=1)
     r = runner.invoke(app, ["sample", str(res.run_dir), "-n", str(10**10), "-o", str(tmp_path / "s.safetensors")])
     assert r.exit_code == 2 and "needs about" in r.output and not (tmp_path / "s.safetensors").exists()
+
+
+def test_non_finite_samples_are_an_error_for_every_output_format(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    res = _train(tmp_path, steps=1)
+    ck = res.checkpoint
+    tensors = load_file(str(ck))
+    from gantk.checkpoint import load_checkpoint as _load
+
+    meta = _load(ck).meta
+    # finite weights whose products overflow float32: the samples come out infinite
+    for k in list(tensors):
+        if k.startswith(("generator.", "generator_ema.")) and tensors[k].is_floating_point():
+            tensors[k] = torch.full_like(tensors[k], 1e30)
+    raw = {k: v for k, v in meta.items() if isinstance(v, str)}
+    raw.update({k: json.dumps(meta[k]) for k in ("opt_g", "opt_d", "extra")})
+    save_file(tensors, str(ck), metadata=raw)
+    for out in ("s.png", "s.safetensors"):  # (--each is for image runs; it writes after the same check)
+        args = ["sample", str(res.run_dir), "-n", "8", "-o", str(tmp_path / out)] + (["--each"] if out == "each" else [])
+        r = runner.invoke(app, args)
+        assert r.exit_code != 0 and ("NaN or infinite" in r.output or "not finite" in r.output), (out, r.output)
+        assert not (tmp_path / out).exists()
+
+
+def test_a_run_folder_whose_name_is_not_utf8_works(tmp_path):
+    out = os.fsdecode(bytes(tmp_path) + b"/runs")
+    name = os.fsdecode(b"r\xff")
+    res = Trainer(_cfg(tmp_path, out=out, name=name, steps=1)).train()
+    env = {**os.environ, "GANTK_FORCE_REF": "1", "PYTHONIOENCODING": "utf-8"}
+    target = os.fsdecode(bytes(tmp_path) + b"/s.safetensors")
+    r = subprocess.run([sys.executable, "-m", "gantk", "sample", os.fsencode(str(res.run_dir)), "-n", "4",
+                        "-o", os.fsencode(target)], capture_output=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert b"Traceback" not in r.stderr and b"wrote 4 samples" in r.stdout
+    from safetensors import safe_open
+
+    with safe_open(target, framework="pt") as f:
+        assert "\\xff" in f.metadata()["checkpoint"]
