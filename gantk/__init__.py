@@ -26,8 +26,8 @@ from .version import __version__
 # the CLI's entry point (gantk/entry.py) catch a Ctrl-C while torch is still loading.
 _PUBLIC = {
     "hookimpl": "gantk.markers",
-    **dict.fromkeys(("Callback", "Dataset", "GANModel", "LipschitzEnforcer", "Logger", "Loss", "PenaltyOutput",
-                     "Protocol"), "gantk.components"),
+    **dict.fromkeys(("Callback", "Dataset", "FeatureExtractor", "GANModel", "LipschitzEnforcer", "Logger", "Loss",
+                     "PenaltyOutput", "Protocol"), "gantk.components"),
     "TrainConfig": "gantk.config",
     **dict.fromkeys(("CheckpointError", "ConfigError", "DataError", "DuplicateComponentError", "ExtensionError",
                      "GantkError", "GantkNote", "GantkWarning", "OutputError", "PluginError", "TrainingError",
@@ -93,6 +93,7 @@ __all__ = [
     "GANModel",
     "Dataset",
     "Protocol",
+    "FeatureExtractor",
     "Callback",
     "Logger",
     "GradientPenalty",

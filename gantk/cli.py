@@ -23,12 +23,14 @@ from typing import Annotated, Any, Optional
 import torch
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import benchmarking, training
 from .config import EXTRA_OPTIONS, TrainConfig, check_value, cli_fields, flag_of, option
 from .errors import GantkError, GantkNote, UnknownComponentError
 from .eval import METRIC_NOTES, MIN_N, EvalCallback, evaluate
+from .eval import compare as compare_sets
 from .ops import _ext
 from .plugins import describe as describe_component
 from .plugins import add_commands, describe_all, get_registry, plugin_infos, plugin_problems, registries
@@ -38,16 +40,34 @@ from .resolve import make_config
 from .sample import sample as draw_samples
 from .training import TrainResult, resolve_device
 from .training.distributed import is_main
+from .version import __version__
 
+_CONTEXT = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="gantk",
     help="Train Wasserstein GANs (WGAN, WGAN-GP, SN-GAN) with pluggable models, losses and Lipschitz enforcers.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings=_CONTEXT,
 )
-ext_app = typer.Typer(help="The fused C++/CUDA gradient-penalty extension.", no_args_is_help=True)
+ext_app = typer.Typer(help="The fused C++/CUDA gradient-penalty extension.", no_args_is_help=True,
+                      context_settings=_CONTEXT)
 app.add_typer(ext_app, name="ext")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"gantk {__version__} (torch {torch.__version__})", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Show gantk's version and exit.")] = False,
+) -> None:
+    """Train Wasserstein GANs (WGAN, WGAN-GP, SN-GAN) with pluggable models, losses and Lipschitz enforcers."""
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -59,9 +79,9 @@ def _debug() -> bool:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     if issubclass(category, GantkNote):
-        err.print(f"[cyan]note:[/] {message}", highlight=False)
+        err.print(f"[cyan]note:[/] {escape(str(message))}", highlight=False)
     else:
-        err.print(f"[yellow]warning:[/] {message}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)
 
 
 @contextlib.contextmanager
@@ -78,10 +98,10 @@ def _handle_errors():
     except GantkError as exc:
         if _debug():
             raise
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
     except typer.BadParameter as exc:
-        err.print(f"[red]error:[/] invalid value for {exc.param_hint}: {exc.message}", highlight=False)
+        err.print(f"[red]error:[/] {escape(f'invalid value for {exc.param_hint}: {exc.message}')}", highlight=False)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:  # outside the trainer's own signal handling
         err.print("[red]error:[/] interrupted", highlight=False)
@@ -101,7 +121,7 @@ def _load_plugins() -> None:
     problems = plugin_problems()
     if problems and not _reported_failures:
         for line in problems:
-            err.print(f"[yellow]warning:[/] {line}", highlight=False)
+            err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
         _reported_failures = True
 
 
@@ -155,11 +175,25 @@ def _plain(tp: Any) -> type:
     return t if t in (str, int, float, bool) else str
 
 
+#: the flags that name a registered component: their help lists what is registered now
+_REGISTERED = {"data": "dataset", "model": "model", "loss": "loss", "lipschitz": "lipschitz"}
+
+
+def _registered_names(kind: str) -> str:
+    try:
+        return ", ".join(get_registry(kind).names())
+    except GantkError:  # a broken built-in: the command itself will say so
+        return "see `gantk plugins`"
+
+
 def _config_param(f: dataclasses.Field) -> inspect.Parameter:
     opt = option(f.name)
     names = flag_of(f.name) + (f"/{opt.off_flag}" if opt.off_flag else "")
+    text = opt.help
+    if f.name in _REGISTERED:
+        text += f" Registered: {_registered_names(_REGISTERED[f.name])}."
     ann = Annotated[Optional[_plain(_CONFIG_TYPES[f.name])],
-                    typer.Option(names, help=opt.help, metavar=opt.metavar, show_default=opt.default or False)]
+                    typer.Option(names, help=text, metavar=opt.metavar, show_default=opt.default or False)]
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
 
 
@@ -260,7 +294,7 @@ def sample(
     n: Annotated[int, typer.Option("-n", "--num", help="Number of samples.")] = 1000,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file: .safetensors (samples, latents, metadata) or .png (scatter or grid); with --each, a folder. [default: samples.safetensors, or the folder samples with --each]")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the latents; same checkpoint + seed = same samples.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")] = "auto",
     each: Annotated[bool, typer.Option("--each", help="Image runs: write every sample as its own PNG (native size) into the folder -o (new or empty).")] = False,
     raw: Annotated[bool, typer.Option("--raw", help="Use the generator's own weights, not the weight average the run kept (--ema).")] = False,
 ) -> None:
@@ -284,35 +318,88 @@ def sample(
 
 @app.command("eval")
 def eval_(
-    run_or_checkpoint: Annotated[Path, typer.Argument(help="A run folder (its newest checkpoint) or a checkpoint file.")],
-    n: Annotated[int, typer.Option("-n", "--num", help="Generated samples (and real ones: W1 pairs N with N).")] = 2500,
+    run_or_checkpoint: Annotated[Optional[Path], typer.Argument(
+        help="A run folder (its newest checkpoint) or a checkpoint file (or none, with --real and --fake).")] = None,
+    n: Annotated[Optional[int], typer.Option("-n", "--num", help="Generated samples (and real ones: W1 pairs N with "
+                                             "N). Default 2500; image data 10,000, or all real images when fewer.",
+                                             show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the latents (the real samples follow from it too).")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")] = "auto",
     draws: Annotated[int, typer.Option(help="Toy sets: average W1 over this many generated sets of N "
                                               "(each against fresh real samples); W1/floor is known to about ±0.1 "
                                               "at 5 on the toy mixtures, ±0.04 at 40 (w1_over_floor_se).")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     raw: Annotated[bool, typer.Option("--raw", help="Use the generator's own weights, not the weight average the run kept (--ema).")] = False,
+    real: Annotated[Optional[str], typer.Option("--real", help="Compare two image sets instead of a run: the real "
+                                                "one (a folder, a tensor file or a data set's name).")] = None,
+    fake: Annotated[Optional[str], typer.Option("--fake", help="The generated image set to compare with --real.")] = None,
+    features: Annotated[Optional[str], typer.Option("--features", help="Feature extractor for FID, KID and "
+                                                    "precision/recall (default inception; see `gantk plugins`).")] = None,
+    features_weights: Annotated[Optional[Path], typer.Option(
+        "--features-weights", help="Its weights file (default: $GANTK_FEATURES_WEIGHTS, then the known places; "
+        "gantk downloads nothing).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass of the feature extractor "
+                                            "(the numbers do not depend on it).")] = 50,
 ) -> None:
     """Score a trained generator: W1, its real-vs-real floor and mode coverage on the toy
-    sets; FD, KID, class histogram and precision/recall/density/coverage on digits."""
+    sets; FD, KID, class histogram and precision/recall/density/coverage on digits (plus
+    Inception FID and KID when a weights file is found); FID, KID, precision/recall and
+    density/coverage on Inception features for other image data. With --real A --fake B,
+    compare two image folders or tensor files directly."""
     with _handle_errors():
-        if n < MIN_N:
-            raise typer.BadParameter(f"must be >= {MIN_N}, got {n}", param_hint="-n")
-        if draws < 1:
-            raise typer.BadParameter(f"must be >= 1, got {draws}", param_hint="--draws")
+        _check_eval_args(run_or_checkpoint, n, draws, real, fake, batch_size)
         _load_plugins()
-        with err.status(f"evaluating {run_or_checkpoint} with {n} samples ..."):
-            res = evaluate(run_or_checkpoint, n=n, seed=seed, device=device, draws=draws, raw=raw)
+        if features is not None and features not in get_registry("extractor"):
+            raise typer.BadParameter(str(UnknownComponentError("extractor", features, get_registry("extractor").names())),
+                                     param_hint="--features")
+        what = f"{real} against {fake}" if run_or_checkpoint is None else str(run_or_checkpoint)
+        with err.status(f"evaluating {what} ..."):
+            if run_or_checkpoint is None:
+                res = compare_sets(real, fake, n=n, seed=seed, features=features, features_weights=features_weights,
+                                   device=device, batch_size=batch_size)
+            else:
+                res = evaluate(run_or_checkpoint, n=n, seed=seed, device=device, draws=draws, raw=raw,
+                               features=features or "auto", features_weights=features_weights,
+                               batch_size=batch_size)
     if as_json:
         print(json.dumps(res, indent=2))
         return
+    _print_eval_table(res)
+
+
+def _check_eval_args(run_or_checkpoint: Path | None, n: int | None, draws: int, real: str | None,
+                     fake: str | None, batch_size: int) -> None:
+    if n is not None and n < MIN_N:
+        raise typer.BadParameter(f"must be >= {MIN_N}, got {n}", param_hint="-n")
+    if draws < 1:
+        raise typer.BadParameter(f"must be >= 1, got {draws}", param_hint="--draws")
+    if batch_size < 1:
+        raise typer.BadParameter(f"must be >= 1, got {batch_size}", param_hint="--batch-size")
+    if run_or_checkpoint is not None and (real or fake):
+        raise typer.BadParameter("give a run or --real and --fake, not both", param_hint="--real")
+    if run_or_checkpoint is None and not (real and fake):
+        raise typer.BadParameter("give a run folder or checkpoint, or both --real and --fake",
+                                 param_hint="RUN_OR_CHECKPOINT")
+
+
+def _eval_note(key: str) -> str:
+    if key in METRIC_NOTES:
+        return METRIC_NOTES[key]
+    head, _, rest = key.partition("_")
+    return f"{head}: {METRIC_NOTES[rest]}" if rest in METRIC_NOTES else ""
+
+
+def _print_eval_table(res: dict[str, Any]) -> None:
     avg = ", weight average (--ema)" if res.get("weights") == "ema" else ""
-    table = Table(title=f"{res['data']} ({res['protocol']} protocol), step {res['step']}{avg}, n = {res['n']}, seed {res['seed']}")
+    if "step" in res:
+        title = f"{res['data']} ({res['protocol']} protocol), step {res['step']}{avg}, n = {res['n']}, seed {res['seed']}"
+    else:
+        title = f"{res['fake']} against {res['real']} ({res['protocol']} protocol), seed {res['seed']}"
+    table = Table(title=title)
     for col in ("metric", "value", "meaning"):
         table.add_column(col)
     for key, value in res.items():
-        if key in ("protocol", "data", "step", "checkpoint", "weights", "n", "seed", "n_modes"):
+        if key in ("protocol", "data", "step", "checkpoint", "weights", "n", "seed", "n_modes", "real", "fake"):
             continue
         if key == "modes_covered":
             text = f"{value} / {res['n_modes']}"
@@ -322,9 +409,10 @@ def eval_(
             text = " ".join(str(v) for v in value)
         else:
             text = str(value)
-        table.add_row(key, text, METRIC_NOTES.get(key, ""))
+        table.add_row(key, text, _eval_note(key))
     out.print(table)
-    out.print(f"checkpoint: {res['checkpoint']}", highlight=False)
+    if "checkpoint" in res:
+        out.print(f"checkpoint: {res['checkpoint']}", highlight=False)
 
 
 @app.command()
@@ -360,7 +448,7 @@ def plugins(
     if verbose:
         _print_components(comps)
     for line in problems:
-        err.print(f"[yellow]warning:[/] {line}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
 
 
 def _print_components(comps: list[dict[str, Any]]) -> None:
@@ -483,7 +571,7 @@ def main() -> None:
     except GantkError as exc:  # raised outside a command's handler
         if _debug():
             raise
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
 
 

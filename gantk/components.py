@@ -36,6 +36,7 @@ __all__ = [
     "ProtocolRequest",
     "Callback",
     "Logger",
+    "FeatureExtractor",
     "coerce_option",
 ]
 
@@ -318,7 +319,8 @@ class Callback:
     CLI's progress bar, ``--eval-every`` and loggers are callbacks. ``on_start`` gets the
     trainer (its ``run_dir``, ``cfg``, ``step``); ``on_log`` the step's averaged metrics
     (floats, already on the host: a callback adds no device sync to the step);
-    ``on_checkpoint`` and ``on_image`` the files just written; ``on_end`` the
+    ``on_checkpoint`` and ``on_image`` the files just written; ``on_eval`` each record of
+    ``--eval-every`` (the numbers of eval.jsonl); ``on_end`` the
     :class:`~gantk.training.TrainResult`."""
 
     def on_start(self, trainer: Any) -> None: ...
@@ -326,6 +328,7 @@ class Callback:
     def on_log(self, step: int, metrics: dict[str, float]) -> None: ...
     def on_checkpoint(self, step: int, path: Any) -> None: ...
     def on_image(self, step: int, path: Any) -> None: ...
+    def on_eval(self, step: int, record: dict[str, Any]) -> None: ...
     def on_end(self, result: Any) -> None: ...
 
 
@@ -338,3 +341,65 @@ class Logger(Component, Callback):
     rather than block the training step."""
 
     kind = "logger"
+
+
+class FeatureExtractor:
+    """An image feature network for FID, KID and precision / recall (``gantk eval``,
+    ``--features NAME``), registered with the ``register_feature_extractors`` hook.
+
+    :meth:`load` builds it (reading a weights file the user has; an extractor never
+    downloads), :meth:`prepare` turns images in [−1, 1] into the network's input (one
+    stated resize, named by ``resize``), :meth:`features` maps a prepared batch to
+    ``(B, feature_dim)`` features. ``weights_file`` and ``weights_sha256`` name what was
+    loaded; they key the cached real-set features and are reported with every number."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: the side (pixels) of the square images the network takes
+    input_size: ClassVar[int] = 299
+    #: the value range the network takes; images in [-1, 1] are mapped onto it linearly
+    input_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
+    #: channels the network takes (grayscale images are replicated to 3)
+    channels: ClassVar[int] = 3
+    #: length of one feature vector
+    feature_dim: ClassVar[int] = 2048
+    #: how images reach ``input_size``, as reported in the results
+    resize: ClassVar[str] = "bilinear with antialias, align_corners=False, from [-1, 1] float32"
+    #: the weights file that was loaded (None for weights built or trained here)
+    weights_file: str | None = None
+    #: sha256 of the weights (file bytes), or of the tensors for weights made here
+    weights_sha256: str | None = None
+
+    @classmethod
+    def load(cls, weights: str | None = None, device: Any = "cpu") -> FeatureExtractor:
+        """Build the extractor on ``device`` from the weights file ``weights`` (None:
+        the extractor's own search). Raise :class:`gantk.DataError` with one line saying
+        how to get the weights when there are none."""
+        raise NotImplementedError
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, C, H, W)`` in [−1, 1], C in 1..4, → the network's input
+        ``(B, channels, input_size, input_size)`` in ``input_range``: clamped to [−1, 1],
+        resized as ``resize`` says when the side differs, one channel replicated to
+        three (two channels: the first; four: the first three), then mapped linearly
+        onto ``input_range``."""
+        if images.dim() != 4 or not 1 <= images.shape[1] <= 4:
+            raise UsageError(f"feature extractor {self.name!r} takes (B, C, H, W) images with C in 1..4, "
+                             f"got shape {tuple(images.shape)}")
+        x = images.float().clamp(-1.0, 1.0)
+        if x.shape[1] in (2, 4):
+            x = x[:, :1] if x.shape[1] == 2 else x[:, :3]
+        s = self.input_size
+        if tuple(x.shape[2:]) != (s, s):
+            x = nn.functional.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        if x.shape[1] != self.channels:
+            if x.shape[1] == 1:
+                x = x.expand(-1, self.channels, -1, -1)
+            else:
+                x = x.mean(1, keepdim=True).expand(-1, self.channels, -1, -1)
+        lo, hi = self.input_range
+        return x * ((hi - lo) / 2.0) + (lo + hi) / 2.0
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """A prepared batch (:meth:`prepare`) → ``(B, feature_dim)`` float features."""
+        raise NotImplementedError

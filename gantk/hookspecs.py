@@ -83,3 +83,15 @@ def register_commands(cli):
     whose hook raises is reported and skipped; the other commands keep working. The
     return value is ignored.
     """
+
+
+@hookspec
+def register_feature_extractors(register):
+    """Register image feature extractors (the networks FID, KID and precision/recall are
+    computed on: ``gantk eval --features NAME``).
+
+    Called once per plugin when the registry is built. ``register(cls)`` takes a
+    subclass of :class:`gantk.FeatureExtractor` with a unique ``name``. Loading its
+    weights happens later, in ``FeatureExtractor.load``, only when it is used. The
+    return value is ignored.
+    """

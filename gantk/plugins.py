@@ -24,7 +24,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .components import Dataset, GANModel, LipschitzEnforcer, Logger, Loss, Protocol
+from .components import Dataset, FeatureExtractor, GANModel, LipschitzEnforcer, Logger, Loss, Protocol
 from .errors import DuplicateComponentError, PluginError
 from .registry import Registry
 from .version import __version__
@@ -36,9 +36,13 @@ DEFAULT_PLUGINS = (
     "gantk.default_plugins.datasets",
     "gantk.default_plugins.image_models",
     "gantk.default_plugins.image_data",
+    "gantk.default_plugins.loggers",
     # the evaluation protocols use gantk.eval's metrics, so they live there; loaded by
     # name at run time like any plugin (no static import from this layer upwards)
     "gantk.eval.protocols",
+    # the feature extractors (Inception-v3, the digits classifier) live beside the
+    # protocols that use them, loaded by name the same way
+    "gantk.eval.features",
 )
 
 ENV_LOAD = "GANTK_LOAD_PLUGINS"
@@ -51,13 +55,15 @@ KINDS = {
     "register_datasets": ("dataset", Dataset),
     "register_protocols": ("protocol", Protocol),
     "register_loggers": ("logger", Logger),
+    "register_feature_extractors": ("extractor", FeatureExtractor),
 }
 _HINTS = {"lipschitz": "a plugin package may provide more (see `gantk plugins`)",
           "loss": "a plugin package may provide more (see `gantk plugins`)",
           "model": "a plugin package may provide more (see `gantk plugins`)",
           "dataset": "or give a path to a tensor file or folder",
           "protocol": "a plugin package may provide more (see `gantk plugins`)",
-          "logger": "a plugin package may provide more (see `gantk plugins`)"}
+          "logger": "a plugin package may provide more (see `gantk plugins`)",
+          "extractor": "a plugin package may provide more (see `gantk plugins`)"}
 
 
 @dataclass

@@ -125,6 +125,7 @@ class ImageFolder(Dataset):
     """
 
     name = "imagefolder"
+    protocol = "image"
     description = "images in a folder, recursive (--data path/to/folder); resolution 32, RGB"
     modality = "image"
     options = {"path": "", "resolution": 32, "channels": 3}

@@ -11,7 +11,7 @@ import torch
 
 from ..components import Protocol
 from ..errors import UsageError
-from ..fsutil import append_line
+from ..fsutil import append_line, round_sig
 from ..sample import generate
 from ..training import Callback
 from .digits import CLASSIFIER_EPOCHS
@@ -33,14 +33,22 @@ class EvalCallback(Callback):
 
     It draws no numbers from the trainer's random streams, and runs both networks in
     eval mode (no BatchNorm statistics or spectral-norm power iterations are updated),
-    so a run with evaluation trains exactly as one without."""
+    so a run with evaluation trains exactly as one without.
+
+    ``features`` as for :func:`~gantk.eval.evaluate.make_protocol`, but None by default:
+    image data is scored on Inception-v3 features at this small N (the real set's
+    features computed once, at the start, and cached), while digits keep their
+    classifier numbers only (``gantk eval`` adds Inception's); ``"auto"`` adds them
+    during training too. The extractor runs on the trainer's device."""
 
     def __init__(self, every: int, n: int = CALLBACK_N, seed: int = 0, *,
-                 classifier_epochs: int = CLASSIFIER_EPOCHS, cache: str | Path | None = None):
+                 classifier_epochs: int = CLASSIFIER_EPOCHS, cache: str | Path | None = None,
+                 features: str | None = None, features_weights: str | None = None):
         if every < 1:
             raise UsageError(f"--eval-every must be >= 1, got {every}")
         self.every, self.n, self.seed = every, n, seed
         self.classifier_epochs, self.cache = classifier_epochs, cache
+        self.features, self.features_weights = features, features_weights
         self.trainer = None
         self.protocol: Protocol | None = None
         self.path: Path | None = None
@@ -55,7 +63,8 @@ class EvalCallback(Callback):
         self.path = Path(trainer.run_dir) / "eval.jsonl"
         self.protocol = make_protocol(cfg.data, cfg.data_options, c.data_shape, self.n, self.seed,
                                       data_seed=cfg.seed, real=c.data, classifier_epochs=self.classifier_epochs,
-                                      cache=self.cache)
+                                      cache=self.cache, features=self.features,
+                                      features_weights=self.features_weights, device=trainer.device)
         idx = torch.randperm(len(c.data), generator=torch.Generator().manual_seed(self.seed))[: self.n]
         self._critic_real = c.data[idx.to(c.data.device)]
 
@@ -122,9 +131,12 @@ class EvalCallback(Callback):
         rec["seconds"] = round(time.perf_counter() - t0, 3)
         append_line(self.path, json.dumps(_rounded(rec)))
         self.records.append(rec)
+        for cb in tr.callbacks:  # loggers see the numbers too
+            if cb is not self:
+                cb.on_eval(step, rec)
         self._done_step = step
         return rec
 
 
-def _rounded(rec: dict[str, Any], digits: int = 6) -> dict[str, Any]:
-    return {k: (round(v, digits) if isinstance(v, float) else v) for k, v in rec.items()}
+def _rounded(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: (round_sig(v) if isinstance(v, float) else v) for k, v in rec.items()}

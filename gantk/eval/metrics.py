@@ -7,18 +7,23 @@
   Gaussian-mixture toy sets (the VEEGAN / PacGAN protocol), given the mode centres and σ
   (the toy data sets own them: ``EightGaussians.modes``).
 * :func:`frechet_distance` — the Fréchet distance between Gaussians fitted to two sets of
-  feature vectors (FID's formula, Heusel et al. 2017).
+  feature vectors (FID's formula, Heusel et al. 2017), with scipy's matrix square root.
 * :func:`kernel_inception_distance` — KID: the unbiased MMD² with the cubic polynomial
   kernel, averaged over random subsets (Bińkowski et al. 2018).
-* :func:`prdc` — precision, recall, density and coverage from k-nearest-neighbour balls
-  (Naeem et al. 2020).
+* :func:`precision_recall` — improved precision and recall from k-nearest-neighbour
+  balls (Kynkäänniemi et al. 2019, k = 3); :func:`density_coverage` (Naeem et al. 2020,
+  k = 5); :func:`prdc` all four at one k.
 
 Every function takes numpy arrays or torch tensors of shape (N, D), computes in float64
-on the CPU and returns plain Python numbers, so results go straight into JSON.
+on the CPU and returns plain Python numbers, so results go straight into JSON. The module
+is longer than most because the metric families share its input checks, and the k-NN
+metrics share the blocked distance code that keeps N = 10,000 in 2048-d features within
+memory.
 """
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -32,8 +37,26 @@ __all__ = [
     "frechet_distance_from_stats",
     "kernel_inception_distance",
     "mmd2_unbiased",
+    "precision_recall",
+    "density_coverage",
     "prdc",
+    "FID_EPS",
+    "KID_SUBSETS",
+    "KID_SUBSET_SIZE",
+    "PR_K",
+    "DC_K",
 ]
+
+#: added to both covariances' diagonals when the square root of their product is not finite
+FID_EPS = 1e-6
+#: largest imaginary part on the diagonal of (Σ₁Σ₂)^½ treated as round-off
+FID_MAX_IMAG = 1e-3
+#: KID's subsets and their size (Bińkowski et al. 2018): 100 subsets of min(1000, N)
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000
+#: the neighbourhood sizes of the papers: precision/recall k = 3, density/coverage k = 5
+PR_K = 3
+DC_K = 5
 
 
 def _as_2d(x: Any, name: str) -> np.ndarray:
@@ -172,35 +195,76 @@ def _sqrt_psd(m: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
-def frechet_distance_from_stats(mu1: Any, cov1: Any, mu2: Any, cov2: Any) -> float:
-    """‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^½): the squared Wasserstein-2 distance between
-    N(μ₁, Σ₁) and N(μ₂, Σ₂).
+def _trace_sqrt_product(s1: np.ndarray, s2: np.ndarray, eps: float) -> float:
+    """Tr (Σ₁Σ₂)^½ with :func:`scipy.linalg.sqrtm` (the matrix square root FID is
+    defined with). Two guards: when the square root is not finite (a singular product,
+    e.g. fewer samples than dimensions), ``eps`` is added to both diagonals and it is
+    taken again; an imaginary part on its diagonal larger than :data:`FID_MAX_IMAG` is an
+    error, a smaller one is round-off and dropped."""
+    from scipy import linalg  # optional: the "eval" extra
 
-    Tr (Σ₁Σ₂)^½ is computed as Σ √λᵢ over the eigenvalues of the symmetric PSD matrix
-    Σ₁^½ Σ₂ Σ₁^½ (which has the same eigenvalues as Σ₁Σ₂), avoiding the complex
-    round-off of a general matrix square root."""
+    with warnings.catch_warnings():  # a singular product is expected at N <= D: handled below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = linalg.sqrtm(s1 @ s2)
+        if not np.isfinite(root).all():
+            offset = np.eye(len(s1)) * eps
+            root = linalg.sqrtm((s1 + offset) @ (s2 + offset))
+    if np.iscomplexobj(root):
+        imag = float(np.abs(np.diagonal(root).imag).max())
+        if imag > FID_MAX_IMAG:
+            raise ValueError(f"the square root of the covariance product has imaginary parts up to {imag:.3g} "
+                             "on its diagonal: the statistics are not those of real features")
+        root = root.real
+    return float(np.trace(root))
+
+
+def frechet_distance_from_stats(mu1: Any, cov1: Any, mu2: Any, cov2: Any, *, method: str = "sqrtm",
+                                eps: float = FID_EPS) -> float:
+    """‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^½): the squared Wasserstein-2 distance between
+    N(μ₁, Σ₁) and N(μ₂, Σ₂), in float64.
+
+    ``method="sqrtm"`` (default, as FID is reported): Tr (Σ₁Σ₂)^½ from
+    :func:`scipy.linalg.sqrtm` with its guards (:func:`_trace_sqrt_product`).
+    ``method="eigh"``: Σ √λᵢ over the eigenvalues of the symmetric PSD matrix
+    Σ₁^½ Σ₂ Σ₁^½ (the same eigenvalues as Σ₁Σ₂), which has no complex round-off; the two
+    agree to round-off on well-conditioned statistics. A result below 0 (round-off) is
+    returned as 0."""
+    if method not in ("sqrtm", "eigh"):
+        raise ValueError(f"method must be 'sqrtm' or 'eigh', got {method!r}")
     m1, m2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     s1, s2 = np.atleast_2d(np.asarray(cov1, np.float64)), np.atleast_2d(np.asarray(cov2, np.float64))
     if m1.shape != m2.shape or s1.shape != s2.shape or s1.shape != (m1.size, m1.size):
         raise ValueError(f"mismatched statistics: means {m1.shape}, {m2.shape}; covariances {s1.shape}, {s2.shape}")
-    r1 = _sqrt_psd(s1)
-    eig = np.linalg.eigvalsh(r1 @ s2 @ r1)
-    tr_sqrt = float(np.sqrt(np.clip(eig, 0, None)).sum())
+    if method == "sqrtm":
+        tr_sqrt = _trace_sqrt_product(s1, s2, eps)
+    else:
+        r1 = _sqrt_psd(s1)
+        eig = np.linalg.eigvalsh(r1 @ s2 @ r1)
+        tr_sqrt = float(np.sqrt(np.clip(eig, 0, None)).sum())
     diff = m1 - m2
     fd = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_sqrt)
     return max(fd, 0.0)
 
 
-def frechet_distance(f1: Any, f2: Any) -> float:
-    """Fréchet distance between Gaussians fitted (mean, unbiased covariance) to two
-    sets of feature vectors, (N₁, D) and (N₂, D). Biased upwards at small N, so compare
-    values computed at the same sample sizes."""
+def feature_stats(f: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance (float64) of an (N, D) set of feature vectors."""
+    a = _as_2d(f, "features")
+    if len(a) < 2:
+        raise ValueError("feature statistics need at least 2 vectors")
+    return a.mean(0), np.cov(a, rowvar=False)
+
+
+def frechet_distance(f1: Any, f2: Any, *, method: str = "sqrtm") -> float:
+    """Fréchet distance between Gaussians fitted (mean, unbiased covariance, float64) to
+    two sets of feature vectors, (N₁, D) and (N₂, D) — FID on Inception features.
+    Biased upwards at small N (and the covariances are rank-deficient when N ≤ D), so
+    compare values computed at the same sample sizes."""
     a, b = _as_2d(f1, "f1"), _as_2d(f2, "f2")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"feature dimensions differ: {a.shape[1]} and {b.shape[1]}")
     if min(len(a), len(b)) < 2:
         raise ValueError("frechet_distance needs at least 2 vectors per set")
-    return frechet_distance_from_stats(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    return frechet_distance_from_stats(*feature_stats(a), *feature_stats(b), method=method)
 
 
 # ----------------------------------------------------------------- KID
@@ -226,7 +290,7 @@ def mmd2_unbiased(a: Any, b: Any, degree: int = 3, coef0: float = 1.0) -> float:
 
 
 def kernel_inception_distance(
-    f1: Any, f2: Any, *, subsets: int = 50, subset_size: int = 1000, degree: int = 3,
+    f1: Any, f2: Any, *, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE, degree: int = 3,
     coef0: float = 1.0, seed: int = 0,
 ) -> tuple[float, float]:
     """KID (Bińkowski et al. 2018): the unbiased MMD² (:func:`mmd2_unbiased`, cubic
@@ -252,37 +316,121 @@ def kernel_inception_distance(
 # ----------------------------------------------------------------- PRDC
 
 
+#: rows × columns of one block of the distance matrices (float64: 128 MiB)
+_BLOCK = 1 << 24
+#: relative width of the band of squared distances recomputed exactly
+_BAND = 1e-11
+
+
+def _exact(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distances between paired rows of ``a`` and ``b``, from their differences."""
+    return np.sqrt(((a - b) ** 2).sum(-1))
+
+
+def _sq_dist_block(a: np.ndarray, na: np.ndarray, b: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances of a block of rows by the Gram form (one matrix product)."""
+    return np.maximum(na[:, None] + nb[None, :] - 2.0 * (a @ b.T), 0.0)
+
+
 def _kth_neighbour_radius(x: np.ndarray, k: int) -> np.ndarray:
     """Distance from each point to its k-th nearest neighbour in the same set (the
-    point itself excluded)."""
-    d = _pairwise(x, x)
-    return np.partition(d, k, axis=1)[:, k]  # column 0 of a sorted row is the point itself
+    point itself excluded: the k-th smallest distance of its row after its own 0).
+
+    Block by block with the Gram form; the few smallest candidates of each row are then
+    measured exactly from their differences, so the radius is the exact distance to a
+    neighbour (comparisons with :func:`_in_balls` have no round-off ties)."""
+    n = len(x)
+    nx = np.einsum("ij,ij->i", x, x)
+    m = min(n, k + 9)  # candidates measured exactly
+    out = np.empty(n)
+    rows = max(1, min(_BLOCK // max(n, 1), 256))
+    for s in range(0, n, rows):
+        d2 = _sq_dist_block(x[s:s + rows], nx[s:s + rows], x, nx)
+        d2[np.arange(len(d2)), np.arange(s, s + len(d2))] = 0.0  # the point itself
+        cand = np.argpartition(d2, m - 1, axis=1)[:, :m]
+        exact = _exact(x[s:s + rows, None, :], x[cand])
+        exact[cand == np.arange(s, s + len(d2))[:, None]] = 0.0
+        out[s:s + rows] = np.sort(exact, axis=1)[:, k]
+    return out
 
 
-def prdc(real: Any, fake: Any, k: int = 5) -> dict[str, float]:
-    """Precision, recall, density and coverage (Naeem et al. 2020) with k-NN balls:
-    B(x, r_k(x)), where r_k(x) is the distance from x to its k-th nearest neighbour in its
-    own set (closed balls).
+def _in_balls(x: np.ndarray, y: np.ndarray, r_x: np.ndarray | None, r_y: np.ndarray | None,
+              visit) -> None:
+    """Walk the (N, M) matrix of distances between ``x`` and ``y`` block by block and call
+    ``visit(rows, in_x_ball, in_y_ball)``: ``in_x_ball[i, j]`` is ‖xᵢ − yⱼ‖ ≤ r_x[i] (closed
+    balls around the x points), ``in_y_ball[i, j]`` is ‖xᵢ − yⱼ‖ ≤ r_y[j] (None where
+    the radii are None). Entries whose Gram-form distance lies within round-off of the
+    radius are decided by the exact distance."""
+    nx, ny = np.einsum("ij,ij->i", x, x), np.einsum("ij,ij->i", y, y)
+    rows = max(1, _BLOCK // max(len(y), 1))
+    for s in range(0, len(x), rows):
+        xb, nxb = x[s:s + rows], nx[s:s + rows]
+        d2 = _sq_dist_block(xb, nxb, y, ny)
+        tol = _BAND * (nxb[:, None] + ny[None, :] + 1e-300)
+        found = []
+        for r2 in (None if r_x is None else r_x[s:s + rows, None] ** 2, None if r_y is None else r_y[None, :] ** 2):
+            if r2 is None:
+                found.append(None)
+                continue
+            inside = d2 <= r2
+            i, j = np.nonzero(np.abs(d2 - r2) <= tol)
+            if len(i):
+                r = np.sqrt(np.broadcast_to(r2, d2.shape)[i, j])
+                inside[i, j] = _exact(xb[i], y[j]) <= r
+            found.append(inside)
+        visit(slice(s, s + len(xb)), found[0], found[1])
 
-    * precision — share of fake samples inside at least one real ball;
-    * recall — share of real samples inside at least one fake ball;
-    * density — fake samples' real-ball memberships, summed and divided by k·M (about 1
-      when fake ≈ real; may exceed 1);
-    * coverage — share of real balls that hold at least one fake sample.
-    """
+
+def _check_pair(real: Any, fake: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     x, y = _as_2d(real, "real"), _as_2d(fake, "fake")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"feature dimensions differ: {x.shape[1]} and {y.shape[1]}")
     if k < 1 or len(x) <= k or len(y) <= k:
-        raise ValueError(f"prdc with k={k} needs more than {k} real and {k} fake samples (got {len(x)}, {len(y)})")
-    r_real = _kth_neighbour_radius(x, k)
-    r_fake = _kth_neighbour_radius(y, k)
-    d = _pairwise(x, y)  # (N real, M fake)
-    in_real_ball = d <= r_real[:, None]
-    in_fake_ball = d <= r_fake[None, :]
-    return {
-        "precision": float(in_real_ball.any(axis=0).mean()),
-        "recall": float(in_fake_ball.any(axis=1).mean()),
-        "density": float(in_real_ball.sum() / (k * len(y))),
-        "coverage": float(in_real_ball.any(axis=1).mean()),
-    }
+        raise ValueError(f"k={k} needs more than {k} real and {k} fake samples (got {len(x)}, {len(y)})")
+    return x, y
+
+
+def precision_recall(real: Any, fake: Any, k: int = PR_K) -> dict[str, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019): each set's manifold is
+    the union of closed balls B(x, r_k(x)) around its samples, r_k(x) the distance to the
+    k-th nearest neighbour in the same set (k = 3 in the paper).
+
+    * precision — share of fake samples inside the real manifold (fidelity);
+    * recall — share of real samples inside the fake manifold (diversity)."""
+    x, y = _check_pair(real, fake, k)
+    fake_in = np.zeros(len(y), bool)
+    real_in = np.zeros(len(x), bool)
+
+    def visit(rows, in_real_ball, in_fake_ball):
+        fake_in[:] |= in_real_ball.any(axis=0)
+        real_in[rows] = in_fake_ball.any(axis=1)
+
+    _in_balls(x, y, _kth_neighbour_radius(x, k), _kth_neighbour_radius(y, k), visit)
+    return {"precision": float(fake_in.mean()), "recall": float(real_in.mean())}
+
+
+def density_coverage(real: Any, fake: Any, k: int = DC_K) -> dict[str, float]:
+    """Density and coverage (Naeem et al. 2020), from the real samples' k-NN balls only
+    (k = 5 in the paper):
+
+    * density — fake samples' real-ball memberships, summed and divided by k·M (about 1
+      when fake ≈ real; may exceed 1);
+    * coverage — share of real balls that hold at least one fake sample."""
+    x, y = _check_pair(real, fake, k)
+    count = [0]
+    covered = np.zeros(len(x), bool)
+
+    def visit(rows, in_real_ball, _):
+        count[0] += int(in_real_ball.sum())
+        covered[rows] = in_real_ball.any(axis=1)
+
+    _in_balls(x, y, _kth_neighbour_radius(x, k), None, visit)
+    return {"density": float(count[0] / (k * len(y))), "coverage": float(covered.mean())}
+
+
+def prdc(real: Any, fake: Any, k: int = DC_K) -> dict[str, float]:
+    """Precision, recall, density and coverage (Naeem et al. 2020) with one k for all
+    four (:func:`precision_recall` and :func:`density_coverage`; the papers' own k are
+    3 for precision/recall and 5 for density/coverage)."""
+    _check_pair(real, fake, k)
+    return {**precision_recall(real, fake, k), **density_coverage(real, fake, k)}

@@ -5,25 +5,69 @@ hook like a plugin's (this module is one of gantk's built-in plugins):
   real-vs-real floor at the same N, and for the Gaussian mixtures the modes covered and
   the share of high-quality samples (the mode centres come from the data set);
 * ``digits`` — FD and KID on the bundled classifier's features, the class histogram,
-  precision / recall / density / coverage;
+  precision / recall / density / coverage; with Inception weights at hand also FID,
+  KID and precision / recall on Inception features (``inception_*``);
+* ``image`` — any image data, (C, H, W) with C in 1..4: FID, KID, precision / recall
+  (k = 3) and density / coverage (k = 5) on a feature extractor's features (Inception-v3
+  by default, :mod:`.features`);
 * ``points`` — any other 2-D point data: W1 to the data.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from ..components import Protocol, ProtocolRequest
-from ..errors import DataError, UsageError
+from ..components import FeatureExtractor, Protocol, ProtocolRequest
+from ..data import modality_of
+from ..errors import DataError, GantkWarning, UsageError
 from ..markers import hookimpl
 from . import metrics
-from .digits import CLASSIFIER_EPOCHS, digits_classifier, digits_split, features, round_trip, to_digit_inputs
+from .digits import CLASSIFIER_EPOCHS, digits_classifier, digits_split, round_trip, to_digit_inputs
+from .digits import features as classifier_features
+from .features import DEFAULT_BATCH, describe_extractor, extract_features, load_extractor, real_features
 from .floors import FLOOR_DRAWS, latent_seed, ratio_se, shipped_floor, toy_w1_floor
 
 PRDC_K = 5
+#: the image protocol's N when none is given: 10,000 generated and real images (all the
+#: real ones when there are fewer)
+IMAGE_DEFAULT_N = 10_000
+
+
+def warn_small_n(n_real: int, n_fake: int, dim: int, what: str = "FID") -> None:
+    """A :class:`GantkWarning` when either set has fewer samples than the features have
+    dimensions: the covariance estimates are then rank-deficient."""
+    if min(n_real, n_fake) < dim:
+        warnings.warn(f"{what} with {n_real} real and {n_fake} generated samples on {dim}-d features: fewer samples "
+                      "than dimensions, so the covariances are rank-deficient and FID is biased upwards; "
+                      "compare only numbers measured at the same N", GantkWarning, stacklevel=3)
+
+
+def feature_metrics(real: np.ndarray, fake: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """FID (float64 statistics, scipy's matrix square root), KID (100 subsets of
+    min(1000, N)), precision / recall (k = 3) and density / coverage (k = 5) of two
+    feature sets, with the N of each set."""
+    n_r, n_f = len(real), len(fake)
+    kid, kid_std = metrics.kernel_inception_distance(real, fake, seed=seed)
+    out: dict[str, Any] = {"fid": metrics.frechet_distance(real, fake), "kid": kid, "kid_std": kid_std,
+                           "kid_subsets": metrics.KID_SUBSETS,
+                           "kid_subset_size": min(metrics.KID_SUBSET_SIZE, n_r, n_f)}
+    if min(n_r, n_f) > metrics.PR_K:
+        out.update(metrics.precision_recall(real, fake, metrics.PR_K))
+    if min(n_r, n_f) > metrics.DC_K:
+        out.update(metrics.density_coverage(real, fake, metrics.DC_K))
+    out.update(n_real=n_r, n_fake=n_f)
+    return out
+
+
+def _extractor_from(req: ProtocolRequest, default: str = "inception") -> FeatureExtractor:
+    name = req.options.get("features")
+    name = default if name in (None, "auto") else name
+    return load_extractor(name, req.options.get("features_weights"), req.options.get("device", "cpu"))
 
 
 def check_finite(fake: torch.Tensor) -> None:
@@ -132,7 +176,13 @@ class DigitsProtocol(Protocol):
     the generated class histogram, precision/recall/density/coverage (k = 5, on the
     first min(N, 540) generated digits, so both sets have the same size). ``fd_floor``
     and ``kid_floor`` compare the real training split (1,257 digits) with the held-out
-    split: they are small, not zero, and measured at other sample sizes than ``fd``."""
+    split: they are small, not zero, and measured at other sample sizes than ``fd``.
+
+    ``features`` adds the numbers of :func:`feature_metrics` on a feature extractor
+    (keys prefixed with its name, ``inception_fid``, ...): the first min(N, 540)
+    held-out digits at the run's size against the generated ones. ``"auto"`` adds
+    Inception's when its weights are found and otherwise says why not in the field
+    ``inception`` ("skipped: ..."); a name requires that extractor; None adds nothing."""
 
     name = "digits"
     description = "classifier-feature FD, KID, classes and PRDC for scikit-learn's digits"
@@ -145,12 +195,27 @@ class DigitsProtocol(Protocol):
         if shape[1] != shape[2] or shape[1] % 8:
             raise DataError(f"the digits protocol needs square images of side 8, 16 or 32; "
                             f"this run's samples have shape {shape}")
+        o = req.options
         return cls(req.n, req.seed, size=shape[1], cache=req.cache,
-                   epochs=req.options.get("classifier_epochs", CLASSIFIER_EPOCHS))
+                   epochs=o.get("classifier_epochs", CLASSIFIER_EPOCHS), features=o.get("features"),
+                   features_weights=o.get("features_weights"), device=o.get("device", "cpu"),
+                   batch_size=o.get("batch_size", DEFAULT_BATCH))
 
     def __init__(self, n: int, seed: int, *, size: int = 8, epochs: int = CLASSIFIER_EPOCHS,
-                 cache: str | Path | None = None):
+                 cache: str | Path | None = None, features: str | None = None,
+                 features_weights: str | None = None, device: Any = "cpu", batch_size: int = DEFAULT_BATCH):
         self.seed = seed
+        self.batch_size = batch_size
+        self.extractor: FeatureExtractor | None = None
+        self.skipped: str | None = None
+        if features is not None and features != "digits":
+            name = "inception" if features == "auto" else features
+            try:
+                self.extractor = load_extractor(name, features_weights, device)
+            except DataError as exc:
+                if features != "auto":
+                    raise
+                self.skipped = f"skipped: {exc}"
         self.net, _ = digits_classifier(epochs, cache=cache)
         x_train, _, x_test, y_test = digits_split()
         # the real digits as the run saw them (upscaled to its size), then area-averaged
@@ -158,7 +223,7 @@ class DigitsProtocol(Protocol):
         x_train, x_test = round_trip(x_train, size), round_trip(x_test, size)
         with torch.no_grad():
             self.accuracy = float((self.net(x_test)[1].argmax(1) == y_test).float().mean())
-        train_feats, _ = features(self.net, x_train)
+        train_feats, _ = classifier_features(self.net, x_train)
         # One constant for every feature vector: the root mean square of the training
         # split's features, so that the cubic kernel's xᵀy / D is of order 1 as with the
         # Inception features KID was made for (raw ReLU features here are ~10 times
@@ -166,13 +231,20 @@ class DigitsProtocol(Protocol):
         # 1 / scale².
         self.scale = float(np.sqrt((train_feats ** 2).mean()))
         train_feats /= self.scale
-        self.real_feats = features(self.net, x_test)[0] / self.scale
+        self.real_feats = classifier_features(self.net, x_test)[0] / self.scale
         self.fd_floor = metrics.frechet_distance(train_feats, self.real_feats)
         self.kid_floor = metrics.kernel_inception_distance(train_feats, self.real_feats, seed=seed)[0]
+        if self.extractor is not None:
+            _, _, x_held, _ = digits_split()
+            held = x_held[: min(n, len(x_held))]
+            if size != 8:  # the held-out digits as the run saw them (the digits data set's upscaling)
+                held = F.interpolate(held, size=(size, size), mode="bilinear", align_corners=False).clamp(-1, 1)
+            self.ext_real = real_features(self.extractor, held, f"digits held-out split, size {size}",
+                                          batch_size=batch_size, cache=cache)
 
     def score(self, fake):
         check_finite(fake)
-        feats, classes = features(self.net, to_digit_inputs(fake))
+        feats, classes = classifier_features(self.net, to_digit_inputs(fake))
         feats /= self.scale
         hist = np.bincount(classes, minlength=10)
         kid, kid_std = metrics.kernel_inception_distance(feats, self.real_feats, seed=self.seed)
@@ -190,10 +262,69 @@ class DigitsProtocol(Protocol):
         }
         if m > PRDC_K:
             out.update(metrics.prdc(self.real_feats[:m], feats[:m], k=PRDC_K))
+        if self.skipped is not None:
+            out["inception"] = self.skipped
+        if self.extractor is not None:
+            ext = self.extractor
+            fake_feats = extract_features(ext, fake, batch_size=self.batch_size)
+            warn_small_n(len(self.ext_real), len(fake_feats), ext.feature_dim, f"{ext.name} FID")
+            extra = {**feature_metrics(self.ext_real, fake_feats, self.seed), **describe_extractor(ext)}
+            extra.pop("extractor")
+            out.update({f"{ext.name}_{k}": v for k, v in extra.items()})
         return out
+
+
+class ImageProtocol(Protocol):
+    """Any image data, (C, H, W) with C in 1..4 and sides of 4 or more: FID, KID,
+    precision / recall and density / coverage (:func:`feature_metrics`) between N
+    generated images and N real ones (all of them when the data has fewer; a random
+    subset drawn with the seed otherwise), on a feature extractor's features (option
+    ``features``: Inception-v3 unless named; its weights from ``features_weights`` or its
+    own search). The real set's features are cached (:func:`real_features`). The
+    results name the extractor, its weights file and sha256, N of each set and the
+    resize."""
+
+    name = "image"
+    description = "FID, KID, precision/recall, density/coverage on Inception-v3 features for any image data"
+    default_n = IMAGE_DEFAULT_N
+
+    @classmethod
+    def accepts(cls, data_shape):
+        return modality_of(tuple(data_shape)) == "image"
+
+    @classmethod
+    def from_request(cls, req: ProtocolRequest) -> ImageProtocol:
+        if modality_of(tuple(req.data_shape)) != "image":
+            raise DataError(f"the image protocol needs (C, H, W) images with C in 1..4; this run's samples have "
+                            f"shape {tuple(req.data_shape)}")
+        ext = _extractor_from(req)
+        o = req.options
+        proto = cls(req.real_samples(), req.n, req.seed, extractor=ext, source=o.get("source", "data"),
+                    cache=req.cache, batch_size=o.get("batch_size", DEFAULT_BATCH))
+        if not o.get("n_given", True):
+            proto.n = len(proto.real_feats)
+        return proto
+
+    def __init__(self, real: torch.Tensor, n: int, seed: int, *, extractor: FeatureExtractor, source: str,
+                 cache: str | Path | None = None, batch_size: int = DEFAULT_BATCH):
+        if n < 2:
+            raise UsageError(f"the image protocol needs N >= 2, got {n}")
+        self.extractor, self.seed, self.batch_size, self.n = extractor, seed, batch_size, n
+        real = real.detach().float().cpu()
+        if n < len(real):
+            idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(1000 + seed))[:n]
+            real, source = real[idx.sort().values], f"{source}, {n} drawn with seed {seed}"
+        self.real_feats = real_features(extractor, real, source, batch_size=batch_size, cache=cache)
+
+    def score(self, fake):
+        check_finite(fake)
+        ext = self.extractor
+        fake_feats = extract_features(ext, fake, batch_size=self.batch_size)
+        warn_small_n(len(self.real_feats), len(fake_feats), ext.feature_dim)
+        return {**feature_metrics(self.real_feats, fake_feats, self.seed), **describe_extractor(ext)}
 
 
 @hookimpl
 def register_protocols(register):
-    for cls in (ToyProtocol, PointsProtocol, DigitsProtocol):
+    for cls in (ToyProtocol, PointsProtocol, DigitsProtocol, ImageProtocol):
         register(cls)
