@@ -1,6 +1,14 @@
 """Checkpoints: one safetensors file holding generator, critic, optimizer states, the
 step and RNG states, with the full run config as JSON in the metadata. No pickle
-anywhere: the loader checks the header before reading any tensor."""
+anywhere: the loader checks the header before reading any tensor.
+
+A checkpoint may come from anywhere, so nothing in it is trusted: :func:`load_checkpoint`
+validates the config and the metadata and compares the stored networks with the ones
+the config describes (built on the meta device) before any caller builds them; the
+callers check the rest against what they built (:func:`check_module_state`,
+:func:`check_optimizer_state`, :func:`check_rng_state`). This module is longer than
+most because those checks sit beside the format they check: what is saved and what is
+accepted change together."""
 from __future__ import annotations
 
 import json
@@ -232,9 +240,12 @@ def _parse_metadata(path: Path, meta: dict) -> tuple[TrainConfig, int, dict[str,
         raise bad(f"no {', '.join(missing)}")
     try:
         config = TrainConfig.from_json(meta["config"])
+    except ConfigError as exc:
+        raise bad(str(exc)) from None
+    try:
         config.validate()
     except UsageError as exc:  # ConfigError and UnknownComponentError too
-        raise bad(f"config: {exc}") from None
+        raise bad(f"run config: {exc}") from None
     if not re.fullmatch(r"[0-9]{1,13}", meta["step"]) or int(meta["step"]) > MAX_STEP:
         raise bad(f"step must be an integer in [0, {MAX_STEP}], got {_short(meta['step'])}")
     parsed: dict[str, Any] = {}
@@ -256,6 +267,12 @@ def _parse_metadata(path: Path, meta: dict) -> tuple[TrainConfig, int, dict[str,
 def _short(value: Any) -> str:
     """A repr of at most about 60 characters, safe for deeply nested values."""
     return _REPR.repr(value)
+
+
+def _name(text: str) -> str:
+    """A name from the file (a tensor's, a key's) as a message may show it: quoted and
+    escaped when it holds control characters or is long."""
+    return text if text.isprintable() and len(text) <= 80 else _short(text)
 
 
 def _is_number(x: Any) -> bool:
@@ -287,7 +304,8 @@ def _optim_meta_problem(d: Any) -> str | None:
             ok = v is None or isinstance(v, bool) or _is_number(v) or (
                 isinstance(v, list) and len(v) <= 16 and all(_is_number(x) for x in v))
             if not ok:
-                return f"param group {i}: {k} must be a finite number, a flag or a list of numbers, got {_short(v)}"
+                return (f"param group {i}: {_name(k)} must be a finite number, a flag or a list of numbers, "
+                        f"got {_short(v)}")
     scalars = d.get("scalars", {})
     if not isinstance(scalars, dict):
         return "scalars must be an object"
@@ -296,7 +314,7 @@ def _optim_meta_problem(d: Any) -> str | None:
             return f"scalars: {_short(idx)} is not the state of a parameter"
         for k, v in st.items():
             if not (v is None or isinstance(v, bool) or _is_number(v)):
-                return f"scalars: parameter {idx}: {k} must be a finite number, got {_short(v)}"
+                return f"scalars: parameter {idx}: {_name(k)} must be a finite number, got {_short(v)}"
     return None
 
 
@@ -321,6 +339,11 @@ def _extra_problem(extra: Any, config: TrainConfig) -> str | None:
     for key in ("model", "modality"):
         if extra.get(key) is not None and not isinstance(extra[key], str):
             return f"{key} must be a string, got {_short(extra[key])}"
+    components = extra.get("components")  # kind -> {"name", "plugin", "version"}: the plugins a run needs
+    if components is not None and not (isinstance(components, dict) and all(
+            isinstance(rec, dict) and all(v is None or (isinstance(v, str) and _name(v) == v) for v in rec.values())
+            for rec in components.values())):
+        return f"components must map kinds to names, plugins and versions, got {_short(components)}"
     if extra.get("model") and config.model and extra["model"] != config.model:
         return f"model {_short(extra['model'])} differs from the config's model {_short(config.model)}"
     return None
@@ -355,7 +378,8 @@ def check_module_state(ck: Checkpoint, prefix: str, module: torch.nn.Module) -> 
                               + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
     unexpected = [k for k in stored if k not in expected]
     if unexpected:
-        raise CheckpointError(f"{ck.path}: {prefix} tensors the model does not have: {', '.join(unexpected[:5])}"
+        raise CheckpointError(f"{ck.path}: {prefix} tensors the model does not have: "
+                              f"{', '.join(map(_name, unexpected[:5]))}"
                               + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""))
     for k, want in expected.items():
         have, name = stored[k], f"{prefix}.{k}"
@@ -410,7 +434,7 @@ def check_optimizer_state(ck: Checkpoint, which: str, optimizer: torch.optim.Opt
                 f"{ck.path}: optimizer state {which} lacks {', '.join(lacking)} of parameter {i} at step "
                 f"{ck.step}; resuming would restart {type(optimizer).__name__} from scratch")
         for key, v in st.items():
-            name = f"{which}.state.{i}.{key}"
+            name = _name(f"{which}.state.{i}.{key}")
             if not isinstance(v, torch.Tensor):
                 if key in keys and key != "step":
                     raise bad(f"{name} must be a tensor")
@@ -483,14 +507,17 @@ def _check_networks(ck: Checkpoint) -> None:
     shape, latent = tuple(extra.get("data_shape") or ()), extra.get("latent_dim")
     name = extra.get("model") or cfg.model or "mlp"
     models, enforcers = get_registry("model"), get_registry("lipschitz")
-    if not shape or not latent or name not in models:
+    if cfg.model is None and name not in models:  # a run without --model trained a built-in default
+        raise CheckpointError(f"{ck.path}: corrupt checkpoint metadata (extra: model {_short(name)} is not "
+                              "registered, and the run config names no model)")
+    if not shape or not latent or name not in models:  # the caller reports the unknown model
         return
     try:
         model = models.get(name)(**cfg.model_options)
         reason = model.supports(shape)
         enforcer = enforcers.get(cfg.lipschitz)(**cfg.lipschitz_options) if cfg.lipschitz in enforcers else None
     except GantkError as exc:
-        raise CheckpointError(f"{ck.path}: corrupt checkpoint metadata (config: {exc})") from None
+        raise CheckpointError(f"{ck.path}: corrupt checkpoint metadata (run config: {exc})") from None
     if reason:
         raise CheckpointError(f"{ck.path}: model {_short(name)} cannot handle its data shape {shape}: {reason}")
     G = memory.meta_module(lambda: model.build_generator(shape, latent))

@@ -17,6 +17,7 @@ import re
 import reprlib
 import types
 import typing
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,17 +99,17 @@ class TrainConfig:
     """Everything that defines a run; stored as JSON in every checkpoint."""
 
     data: str = _opt("25gaussians", Option(
-        "Dataset name (see `gantk plugins`), a tensor file (.safetensors, .npy, .npz) or an image folder.",
+        "Data set: a registered name, a tensor file (.safetensors, .npy, .npz) or an image folder.",
         default="25gaussians"))
     data_options: dict[str, Any] = _opt(None, Option("Options of the data set (-O data.KEY=VALUE).", flag=""),
                                         dict)
-    model: str | None = _opt(None, Option("Model family.", default="mlp for points, dcgan for images"))
+    model: str | None = _opt(None, Option("Model family (a registered name).", default="mlp for points, dcgan for images"))
     model_options: dict[str, Any] = _opt(None, Option("Options of the model (-O model.KEY=VALUE).", flag=""), dict)
     loss: str = _opt("wasserstein", Option(
-        "Adversarial loss: minimax, ns, wasserstein, hinge, lsgan, or a plugin's.", default="from the preset"))
+        "Adversarial loss (a registered name).", default="from the preset"))
     loss_options: dict[str, Any] = _opt(None, Option("Options of the loss (-O loss.KEY=VALUE).", flag=""), dict)
     lipschitz: str = _opt("gp", Option(
-        "Lipschitz enforcer: none, clip, gp, lp, sn, or a plugin's.", default="from the preset"))
+        "Lipschitz enforcer (a registered name).", default="from the preset"))
     lipschitz_options: dict[str, Any] = _opt(None, Option(
         "Options of the enforcer (-O lipschitz.KEY=VALUE).", flag=""), dict)
     preset: str = _opt(DEFAULT_PRESET, Option(
@@ -199,7 +200,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ConfigError(f"run config has unknown keys: {', '.join(sorted(unknown))}")
+            raise ConfigError(f"run config has unknown keys: {', '.join(_REPR.repr(k) for k in sorted(unknown)[:5])}")
         if "betas" in d:
             d["betas"] = tuple(d["betas"]) if isinstance(d["betas"], list) else d["betas"]
         # runs saved before the joint real+fake forward existed scored them separately
@@ -237,7 +238,7 @@ def check_value(name: str, value: Any) -> str | None:
         return f"must be {' or '.join(opt.choices)}, got {value!r}"
     if opt.check is not None:
         return opt.check(value)
-    if opt.ge is not None or opt.gt is not None or opt.lt is not None:
+    if opt.ge is not None or opt.gt is not None or opt.lt is not None or opt.le is not None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"must be a number, got {value!r}"
         bad = (isinstance(value, float) and not math.isfinite(value)) or (
@@ -247,7 +248,7 @@ def check_value(name: str, value: Any) -> str | None:
             lo = _num(opt.ge if opt.ge is not None else opt.gt)
             if opt.lt is not None:
                 return f"must lie in [{lo}, {_num(opt.lt)}){opt.note}, got {_REPR.repr(value)}"
-            if opt.le is not None:
+            if opt.le is not None and value > opt.le:  # (below the lower bound: "must be >= 1")
                 return f"must lie in [{lo}, {_num(opt.le)}]{opt.note}, got {_REPR.repr(value)}"
             return f"must be {'>=' if opt.ge is not None else '>'} {lo}, got {_REPR.repr(value)}"
     return None
@@ -287,16 +288,27 @@ def check_type(name: str, value: Any) -> str | None:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return None if ok else f"must be a number, got {short}"
     if tp is str:
-        return None if isinstance(value, str) else f"must be a string, got {short}"
+        if not isinstance(value, str):
+            return f"must be a string, got {short}"
+        return f"must not contain control characters, got {short}" if _has_control(value) else None
     return None
+
+
+def _has_control(text: str) -> bool:
+    """Whether ``text`` holds a control character (a newline would split a one-line
+    error message that quotes it)."""
+    return any(unicodedata.category(c) == "Cc" for c in text)
 
 
 def _options_problem(value: Any) -> str | None:
     if not isinstance(value, dict):
         return f"must be a table of names and values, got {_REPR.repr(value)}"
     for key, v in value.items():
-        if not isinstance(key, str):
+        if not isinstance(key, str) or not key or _has_control(key):
             return f"must have option names as keys, got {_REPR.repr(key)}"
+        key = key if len(key) <= 40 else key[:40] + "..."
+        if isinstance(v, str) and _has_control(v):
+            return f"has {key}={_REPR.repr(v)}, expected text without control characters"
         if not isinstance(v, _SCALARS):
             return f"has {key}={_REPR.repr(v)}, expected a number, a string or a boolean"
         if isinstance(v, float) and not math.isfinite(v):

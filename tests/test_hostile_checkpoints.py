@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -124,7 +125,7 @@ def _nested(depth: int) -> str:
 
 # ---------------------------------------------------------------- 1. the config
 @pytest.mark.parametrize("change,needle", [
-    ({"n_critic": 10**12}, "--n-critic must lie in [1, 1000]"),
+    ({"n_critic": 10**12}, "--n-critic must lie in [1, 1000], got 1000000000000"),
     ({"steps": 10**12}, "--steps must lie in [1, 1000000000]"),
     ({"seed": 2**70}, "--seed must lie in"),
     ({"latent_dim": 10**9}, "--latent-dim must lie in [1, 65536]"),
@@ -140,7 +141,7 @@ def _nested(depth: int) -> str:
 ])
 def test_config_is_validated_when_loaded(run, change, needle):
     path = rewrite(run, config=change)
-    refused(lambda: load_checkpoint(path), "corrupt checkpoint metadata (config:", needle)
+    refused(lambda: load_checkpoint(path), "corrupt checkpoint metadata (run config: ", needle)
 
 
 def test_config_types_and_bounds_are_the_cli_checks(tmp_path):
@@ -324,6 +325,13 @@ def test_a_huge_model_is_refused_with_an_estimate(run):
     refused(lambda: load_generator(run), "needs about", "GB, the machine has", "GB available")
 
 
+def test_a_huge_data_set_is_refused_on_resume(run):
+    rewrite(run, config={"data_options": {"n": 10**12}})
+    with pytest.raises(GantkError, match="needs about .* GB, the machine has .* GB available") as info:
+        _resume(run)
+    assert "\n" not in str(info.value)
+
+
 def test_load_generator_estimates_before_building(run, monkeypatch):
     monkeypatch.setattr(memory, "module_bytes", lambda build: 10**15)  # the meta-device estimate
     refused(lambda: load_generator(run), "the generator of", "needs about 1,000,000 GB, the machine has")
@@ -404,29 +412,37 @@ def _dumps(d) -> str:
     return json.dumps(d).replace('"DEEP"', _nested(50_000))
 
 
-def _mutate_json(data, d: dict, keys: list[str]):
-    """Replace, remove or add one (possibly nested) entry of ``d``."""
+def _mutate_json(data, d: dict, keys: list[str]) -> tuple[object, str]:
+    """Replace, remove or add one (possibly nested) entry of ``d``; returns the new
+    value and what was done."""
     action = data.draw(st.sampled_from(["set", "set", "set", "remove", "add", "whole"]))
     if action == "whole":
-        return data.draw(_values())
+        value = data.draw(_values())
+        return value, f"whole = {value!r}"
     key = data.draw(st.sampled_from(keys))
     if action == "remove":
         d.pop(key, None)
-    elif action == "add":
-        d[data.draw(st.text(max_size=6))] = data.draw(_values())
+        return d, f"removed {key}"
+    if action == "add":
+        key, value = data.draw(st.text(max_size=6)), data.draw(_values())
+        d[key] = value
     elif isinstance(d.get(key), dict) and d[key] and data.draw(st.booleans()):
-        sub = d[key]
-        inner = data.draw(st.sampled_from(sorted(sub) + ["width", "g_width", "lambda"]))
-        # component option sizes: widths; not depths or data sizes (see the report of issue 19)
-        sized = inner in ("width", "g_width")
-        sub[inner] = data.draw(st.sampled_from(_SIZES) if sized and data.draw(st.booleans()) else _values()
-                               .filter(lambda v: not isinstance(v, int) or isinstance(v, bool) or -3 <= v <= 70))
+        # a component option; sizes for widths and the data's n, not a model's depth: a
+        # network of 10^9 layers takes as long to size on the meta device as to build
+        inner = data.draw(st.sampled_from(sorted(d[key]) + ["width", "g_width", "n", "lambda"]))
+        small = _values().filter(lambda v: not isinstance(v, int) or isinstance(v, bool) or -3 <= v <= 70)
+        value = data.draw(st.sampled_from(_SIZES) if inner in ("width", "g_width", "n") and data.draw(st.booleans())
+                          else small)
+        d[key][inner] = value
+        key = f"{key}.{inner}"
     elif isinstance(d.get(key), list) and d[key] and isinstance(d[key][0], dict):  # param_groups
-        group = d[key][0]
-        group[data.draw(st.sampled_from(sorted(group)))] = data.draw(_values())
+        inner, value = data.draw(st.sampled_from(sorted(d[key][0]))), data.draw(_values())
+        d[key][0][inner] = value
+        key = f"{key}[0].{inner}"
     else:
-        d[key] = data.draw(_values())
-    return d
+        value = data.draw(_values())
+        d[key] = value
+    return d, f"{key} = {value!r}"
 
 
 def _mutate(data, run: Path) -> str:
@@ -434,34 +450,44 @@ def _mutate(data, run: Path) -> str:
     path = run / CKPT
     md, ts = _read(path)
     target = data.draw(st.sampled_from(["config", "extra", "step", "opt_g", "opt_d", "dtype", "drop", "value",
-                                        "meta"]))
+                                        "rename", "meta"]))
+    what = target
     if target in ("config", "extra", "opt_g", "opt_d"):
         d = json.loads(md[target])
-        md[target] = _dumps(_mutate_json(data, d, sorted(d) or ["x"]))
+        d, what = _mutate_json(data, d, sorted(d) or ["x"])
+        md[target] = _dumps(d)
+        what = f"{target}: {what}"
         if target == "config":
             (run / "config.json").write_text(md[target])
     elif target == "step":
-        md["step"] = data.draw(st.one_of(st.text(max_size=6), st.sampled_from(["-1", "0", "1", "3", str(2**70),
+        md["step"] = what = data.draw(st.one_of(st.text(max_size=6), st.sampled_from(["-1", "0", "1", "3", str(2**70),
                                                                                 "99999999999999", "1e3"])))
     elif target == "meta":
-        md.pop(data.draw(st.sampled_from(sorted(md))))
+        what = md.pop(data.draw(st.sampled_from(sorted(md))))
     else:
         key = data.draw(st.sampled_from(sorted(ts)))
-        if target == "drop":
+        if target == "rename":
+            new = data.draw(st.sampled_from(["generator.", "critic.", "opt_g.state.", "opt_d.state.0.", "rng."]))
+            new += data.draw(st.text(max_size=6))
+            ts[new], what = ts.pop(key), f"{key} renamed {new!r}"
+        elif target == "drop":
             prefix = data.draw(st.sampled_from([key, "opt_g.", "opt_d.", "rng.", "generator_ema.", "critic."]))
             ts = {k: v for k, v in ts.items() if not k.startswith(prefix)}
+            what = f"dropped {prefix}*"
         elif target == "dtype":
-            ts[key] = ts[key].to(data.draw(st.sampled_from([torch.int64, torch.float64, torch.float16,
-                                                           torch.bfloat16, torch.uint8, torch.int32, torch.bool])))
+            dtype = data.draw(st.sampled_from([torch.int64, torch.float64, torch.float16, torch.bfloat16,
+                                               torch.uint8, torch.int32, torch.bool]))
+            ts[key], what = ts[key].to(dtype), f"{key} as {dtype}"
         else:
             t = ts[key].clone()
             if t.numel():
                 fills = [float("nan"), float("inf"), -1.0, 1e30] if t.is_floating_point() else [-1, 7, 10**6]
                 fill = data.draw(st.sampled_from(fills))
                 t.view(-1)[data.draw(st.integers(0, t.numel() - 1))] = fill % 256 if t.dtype == torch.uint8 else fill
+                what = f"{key} holds {fill}"
             ts[key] = t
     save_file(ts, str(path), metadata=md)
-    return f"{target}: {md.get(target, '')[:200] if target in md else ''}"
+    return str(what)[:300]
 
 
 def _vm_size() -> int:
@@ -469,15 +495,17 @@ def _vm_size() -> int:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
 
 
-def _drive(run: Path, out: Path) -> None:
+def _drive(run: Path, out: Path, outcomes: Counter) -> None:
     """sample, evaluate and resume one run folder; only GantkErrors of one line may leave."""
-    for step in (lambda: sample_to(run, 16, out / "s.safetensors"),
-                 lambda: evaluate(run, n=100, draws=1),
-                 lambda: _resume(run)):
+    for name, step in (("sample", lambda: sample_to(run, 16, out / "s.safetensors")),
+                       ("evaluate", lambda: evaluate(run, n=100, draws=1)),
+                       ("resume", lambda: _resume(run))):
         try:
             step()
+            outcomes[f"{name} ran"] += 1
         except GantkError as exc:
             assert "\n" not in str(exc), str(exc)
+            outcomes[f"{name} {type(exc).__name__}"] += 1
 
 
 def fuzz_main(good_run: str, work: str, examples: int) -> None:
@@ -493,7 +521,8 @@ def fuzz_main(good_run: str, work: str, examples: int) -> None:
         shutil.copytree(good_run, run)
         return run
 
-    _drive(fresh(), work_dir)  # every import and lazy initialisation happens here
+    outcomes: Counter = Counter()
+    _drive(fresh(), work_dir, outcomes)  # every import and lazy initialisation happens here
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     resource.setrlimit(resource.RLIMIT_AS, (_vm_size() + FUZZ_HEADROOM, hard))
 
@@ -503,7 +532,7 @@ def fuzz_main(good_run: str, work: str, examples: int) -> None:
         run = fresh()
         what = _mutate(data, run)
         try:
-            _drive(run, run)
+            _drive(run, run, outcomes)
         except BaseException:
             print("mutation:", what, flush=True)
             raise
@@ -511,13 +540,13 @@ def fuzz_main(good_run: str, work: str, examples: int) -> None:
             shutil.rmtree(run, ignore_errors=True)
 
     fuzz()
-    print("fuzz: ok", flush=True)
+    print("fuzz: ok", dict(sorted(outcomes.items())), flush=True)
 
 
 def test_fuzz_hostile_metadata_in_capped_memory(good_run, tmp_path):
     env = {**os.environ, "GANTK_FORCE_REF": "1", "GANTK_LOAD_PLUGINS": "", "MPLBACKEND": "Agg",
            "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
     code = (f"import test_hostile_checkpoints as t; t.fuzz_main({str(good_run)!r}, {str(tmp_path)!r}, "
-            f"{int(os.environ.get('GANTK_FUZZ_EXAMPLES', '80'))})")
+            f"{int(os.environ.get('GANTK_FUZZ_EXAMPLES', '100'))})")
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "fuzz: ok" in res.stdout, (res.stdout[-3000:] + res.stderr[-6000:])
