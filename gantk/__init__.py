@@ -37,7 +37,7 @@ _PUBLIC = {
     **dict.fromkeys(("create_model", "create_loss", "create_lipschitz", "create_dataset"), "gantk.plugins"),
     "PRESETS": "gantk.presets",
     "make_config": "gantk.resolve",
-    "sample": "gantk.sample",
+    "sample": "gantk.sampling",
     **dict.fromkeys(("Trainer", "resume", "train"), "gantk.training"),
 }
 
@@ -80,7 +80,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
     from .plugins import create_dataset, create_lipschitz, create_loss, create_model  # noqa: F401
     from .presets import PRESETS  # noqa: F401
     from .resolve import make_config  # noqa: F401
-    from .sample import sample  # noqa: F401
+    from .sampling import sample  # noqa: F401
     from .training import Trainer, resume, train  # noqa: F401
 
 

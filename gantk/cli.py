@@ -37,7 +37,7 @@ from .plugins import add_commands, describe_all, get_registry, plugin_infos, plu
 from .presets import PRESETS
 from .progress import RichProgress, format_metrics
 from .resolve import make_config
-from .sample import sample as draw_samples
+from .sampling import sample as draw_samples
 from .training import TrainResult, resolve_device
 from .training.distributed import is_main
 from .version import __version__

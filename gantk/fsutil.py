@@ -193,3 +193,9 @@ def path_text(path: str | os.PathLike) -> str:
     """A path as text that always encodes as UTF-8 (bytes that are not UTF-8 appear as
     backslash escapes), for metadata and messages."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def round_sig(value: float, digits: int = 6) -> float:
+    """``value`` to ``digits`` significant digits, for the JSON-lines logs: small numbers
+    (a penalty of 3e-8) keep their value, large ones lose only noise."""
+    return float(f"{value:.{digits}g}")

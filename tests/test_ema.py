@@ -54,7 +54,7 @@ def test_off_by_default_outside_the_tuned_toy_settings(small_cfg):
 
 def test_checkpoint_holds_the_average_and_loaders_use_it(small_cfg, tmp_path):
     from gantk.eval import evaluate
-    from gantk.sample import load_generator
+    from gantk.sampling import load_generator
 
     tr = Trainer(small_cfg(steps=4, ema=0.5))
     res = tr.train()

@@ -255,7 +255,7 @@ def test_toy_protocol_averages_w1_over_draws(tmp_path):
 
 def test_evaluate_draws(toy_run, tmp_path):
     from gantk.eval import metrics
-    from gantk.sample import load_generator
+    from gantk.sampling import load_generator
 
     one = ev.evaluate(toy_run, n=150, seed=1, draws=1, cache=tmp_path)
     three = ev.evaluate(toy_run, n=150, seed=1, draws=3, cache=tmp_path)

@@ -35,8 +35,8 @@ from gantk.config import TrainConfig
 from gantk.errors import CheckpointError, ConfigError, GantkError, UsageError
 from gantk.eval import evaluate
 from gantk.plugins import get_registry
-from gantk.sample import load_generator
-from gantk.sample import sample as sample_to
+from gantk.sampling import load_generator
+from gantk.sampling import sample as sample_to
 from gantk.training import resume
 
 CKPT = "checkpoints/step-0000002.safetensors"

@@ -15,8 +15,10 @@ PKG = ROOT / "gantk"
 
 #: the only modules imported inside functions: optional extras (scikit-learn, scipy,
 #: POT, threadpoolctl), matplotlib (loaded on the first picture, after the Agg backend
-#: is chosen) and torch.utils.cpp_extension (1.5 s, only to build the extension)
-LAZY_OK = ("sklearn", "scipy", "ot", "threadpoolctl", "matplotlib", "torch.utils.cpp_extension")
+#: is chosen), torch.utils.cpp_extension (1.5 s, only to build the extension) and
+#: torch.utils.tensorboard (the optional "tensorboard" extra)
+LAZY_OK = ("sklearn", "scipy", "ot", "threadpoolctl", "matplotlib", "torch.utils.cpp_extension",
+           "torch.utils.tensorboard")
 
 
 def _lint_imports() -> list[str] | None:
@@ -99,3 +101,14 @@ def test_the_package_imports_in_a_fresh_interpreter():
     for mod in mods:
         res = subprocess.run([sys.executable, "-c", f"import {mod}"], capture_output=True, text=True, timeout=120)
         assert res.returncode == 0, f"{mod}: {res.stderr[-1500:]}"
+
+
+def test_no_public_name_is_also_a_submodule():
+    """gantk's public names load lazily; a submodule of the same name would shadow one
+    once imported (``gantk.sample`` the function vs a module ``gantk/sample.py``)."""
+    import gantk
+
+    subs = {p.stem for p in PKG.glob("*.py")} | {p.name for p in PKG.iterdir() if (p / "__init__.py").is_file()}
+    assert not (set(gantk._PUBLIC) & subs)
+    for name in gantk.__all__:
+        assert getattr(gantk, name) is not None

@@ -101,3 +101,19 @@ def test_cli_values_go_through_the_same_checks(tmp_path):
     res = runner.invoke(app, ["train", "--out", str(tmp_path), "--betas", "0.5"])
     assert res.exit_code == 2 and "--betas" in res.output
     assert not list(tmp_path.iterdir())  # nothing created
+
+
+def test_version_short_help_and_one_device_default():
+    import gantk
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.startswith(f"gantk {gantk.__version__}")
+    for args in (["-h"], ["train", "-h"], ["sample", "-h"], ["ext", "-h"]):
+        res = runner.invoke(app, args, env={"COLUMNS": "200"})
+        assert res.exit_code == 0 and "Usage:" in res.output, args
+    for cmd in ("train", "sample", "eval", "bench"):
+        res = runner.invoke(app, [cmd, "--help"], env={"COLUMNS": "200"})
+        line = next(x for x in res.output.splitlines() if "--device" in x)
+        block = res.output[res.output.index(line):][:400]
+        assert "default: auto" in block or "default: (auto)" in block, (cmd, block)

@@ -117,7 +117,7 @@ def test_samples_are_never_written_over_checkpoints(tmp_path):
 def test_sample_each_leaves_no_partial_set(tmp_path, monkeypatch):
     from PIL import Image
 
-    from gantk.sample import save_each
+    from gantk.sampling import save_each
 
     images = torch.rand(20, 3, 8, 8) * 2 - 1
     real_save = Image.Image.save

@@ -105,7 +105,7 @@ def rescore(row: dict, draws: int) -> dict | None:
     (None when the run folder is gone); training numbers (seconds, config) are kept."""
     import torch
 
-    from gantk.sample import load_generator
+    from gantk.sampling import load_generator
 
     if not Path(row["run"]).is_dir():
         return None

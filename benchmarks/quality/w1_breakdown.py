@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from gantk.eval import metrics  # noqa: E402
 from gantk.eval import DEFAULT_DRAWS, ToyProtocol, generate, latent_seed  # noqa: E402
 from gantk.plugins import get_registry  # noqa: E402
-from gantk.sample import load_generator, weights_used  # noqa: E402
+from gantk.sampling import load_generator, weights_used  # noqa: E402
 
 BIG = 40_000  # samples that measure the weights and the shapes
 

@@ -9,6 +9,11 @@ from ..components import GANModel
 from ..markers import hookimpl
 
 
+#: hidden layers at most: sizing a network on the meta device takes as long as building
+#: it, so a hostile depth is refused by its number before anything is built
+MAX_DEPTH = 1000
+
+
 class _Reshape(nn.Module):
     def __init__(self, shape):
         super().__init__()
@@ -39,15 +44,16 @@ class MLP(GANModel):
     name = "mlp"
     description = "MLP generator and critic, 3 hidden layers of 512, ReLU (WGAN-GP toy nets)"
     options = {"width": 512, "depth": 3, "g_depth": 0, "g_width": 0}
+
     default_latent_dim = 2
 
     def supports(self, data_shape):
         if self.opts["width"] < 1:
             return f"option width must be >= 1, got {self.opts['width']}"
-        if self.opts["depth"] < 0:
-            return f"option depth must be >= 0, got {self.opts['depth']}"
-        if self.opts["g_depth"] < 0:
-            return f"option g_depth must be >= 0 (0: same as depth), got {self.opts['g_depth']}"
+        if not 0 <= self.opts["depth"] <= MAX_DEPTH:
+            return f"option depth must lie in [0, {MAX_DEPTH}], got {self.opts['depth']}"
+        if not 0 <= self.opts["g_depth"] <= MAX_DEPTH:
+            return f"option g_depth must lie in [0, {MAX_DEPTH}] (0: same as depth), got {self.opts['g_depth']}"
         if self.opts["g_width"] < 0:
             return f"option g_width must be >= 0 (0: same as width), got {self.opts['g_width']}"
         return super().supports(data_shape)

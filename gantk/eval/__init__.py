@@ -3,7 +3,7 @@ generated samples into numbers (:mod:`.protocols`, chosen through the plugin sys
 in :mod:`.evaluate`), the W1 floors (:mod:`.floors`), the digits classifier
 (:mod:`.digits`), the image feature extractors (:mod:`.features`, :mod:`.inception`)
 and evaluation during training (:mod:`.callback`)."""
-from ..sample import generate
+from ..sampling import generate
 from . import metrics
 from .callback import CALLBACK_N, EvalCallback
 from .digits import (

@@ -12,7 +12,7 @@ import torch
 from ..components import Protocol
 from ..errors import UsageError
 from ..fsutil import append_line, round_sig
-from ..sample import generate
+from ..sampling import generate
 from ..training import Callback
 from .digits import CLASSIFIER_EPOCHS
 from .evaluate import make_protocol

@@ -22,7 +22,7 @@ from ..data import load_samples, modality_of, resolve_dataset
 from ..default_plugins.image_data import IMAGE_SUFFIXES
 from ..errors import DataError, UnknownComponentError, UsageError
 from ..plugins import get_registry
-from ..sample import generate, load_generator, weights_used
+from ..sampling import generate, load_generator, weights_used
 from ..training import resolve_device
 from .digits import CLASSIFIER_EPOCHS
 from .features import DEFAULT_BATCH, describe_extractor, extract_features, load_extractor, real_features

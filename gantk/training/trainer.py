@@ -26,7 +26,7 @@ from .. import plots
 from ..config import TrainConfig
 from ..data import BatchSampler
 from ..errors import CheckpointError, GantkNote, GantkWarning, TrainingError, TrainingInterrupted, UsageError
-from ..fsutil import append_line, check_writable_dir, write_bytes_atomic
+from ..fsutil import append_line, check_writable_dir, round_sig, write_bytes_atomic
 from ..ops import acc_dtype
 from . import distributed
 from .accumulate import MetricAccumulator
@@ -389,13 +389,13 @@ class Trainer:
         step and the average's update, then the log line, checkpoint and picture when
         due. SIGINT/SIGTERM stop after the current iteration with a checkpoint."""
         t0 = time.perf_counter()
-        for cb in self.callbacks:
-            cb.on_start(self)
         handlers = self._install_signal_handlers()
         self._acc = MetricAccumulator(self.device)
         self._last: dict[str, float] = {}
         self._t_log = time.perf_counter()
         try:
+            for cb in self.callbacks:  # (a logger that cannot start fails the start)
+                cb.on_start(self)
             while self.step < self.cfg.steps:
                 self._iteration()
                 final = self.step >= self.cfg.steps
@@ -489,7 +489,7 @@ class Trainer:
         now = time.perf_counter()
         last["steps_per_s"] = self._acc.steps / max(now - self._t_log, 1e-9)
         # six significant digits, not six decimals: a penalty of 3e-8 is not 0
-        rec = {"step": self.step, **{k: float(f"{v:.6g}") for k, v in last.items()}, "time": round(now - t0, 3)}
+        rec = {"step": self.step, **{k: round_sig(v) for k, v in last.items()}, "time": round(now - t0, 3)}
         if self.cfg.lr_decay != "none":  # the lr this step ran with
             rec["lr"] = self.opt_g.param_groups[0]["lr"]
         if self.dist.is_main:

@@ -1,6 +1,7 @@
 """Drawing samples from a trained generator: safetensors or PNG."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from . import memory, plots
 from .data import modality_of
 from .errors import CheckpointError, DataError, OutputError, UsageError
 from .fsutil import atomic_folder, atomic_path, path_text
-from .plugins import get_registry
+from .plugins import get_registry, require_components
 from .training import resolve_device
 
 SUFFIXES = (".safetensors", ".png")
@@ -42,6 +43,7 @@ def load_generator(checkpoint: str | Path, device: str | torch.device = "cpu", *
     against the checkpoint's (names, shapes, dtypes, finite values) before loading."""
     path = ckpt_mod.resolve_checkpoint(checkpoint)
     ck = ckpt_mod.load_checkpoint(path)
+    require_components(ck.meta.get("extra", {}).get("components"))  # "this run needs plugin ..."
     cfg = ck.config
     prefix = "generator_ema" if not raw and has_average(ck) else "generator"
     meta = ck.meta.get("extra", {})
@@ -149,6 +151,8 @@ def sample(
     if each and modality_of(shape) != "image":
         raise UsageError(f"--each writes one PNG per image, but this run's samples have shape {tuple(shape)} "
                          "(not images); write a .png or .safetensors file instead")
+    # the latents, the samples and the output's copy of them
+    memory.check_fits(4 * n * (latent + 2 * math.prod(shape)), f"{n} samples of shape {tuple(shape)}", UsageError)
     z = latents(n, latent, seed)
     x = run_generator(G, z, dev, batch_size)
     if not torch.isfinite(x).all():
