@@ -27,7 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import benchmarking, training
-from .config import EXTRA_OPTIONS, TrainConfig, check_value, cli_fields, flag_of, option
+from .config import EXTRA_OPTIONS, TrainConfig, read_config_file, check_value, cli_fields, flag_of, option
 from .errors import GantkError, GantkNote, UnknownComponentError
 from .eval import METRIC_NOTES, MIN_N, EvalCallback, evaluate
 from .eval import compare as compare_sets
@@ -248,9 +248,57 @@ def train(**kw: Any) -> None:
             _check_name("logger", name, "--logger")
         loggers = [get_registry("logger").get(name)(**opts["logger"]) for name in kw["logger"] or []]
         fields = _config_fields(kw, opts)
-        result = _run_training(fields, kw["resume"], kw["eval_every"], loggers)
+        fields, origins = _with_config_file(fields, kw["config"], kw["resume"])
+        if kw["print_config"]:
+            if kw["resume"] is not None:
+                raise typer.BadParameter("prints a new run's settings; a resumed run's are in its config.json",
+                                         param_hint="--print-config")
+            preset = fields.pop("preset")
+            _print_config(make_config(preset, origins=origins, **fields))
+            return
+        result = _run_training(fields, kw["resume"], kw["eval_every"], loggers, origins)
     if is_main():  # under torchrun only rank 0 reports
         _print_result(result, kw["eval_every"] is not None)
+
+
+def _with_config_file(fields: dict[str, Any], path: Path | None, resume: Path | None
+                      ) -> tuple[dict[str, Any], dict[str, str]]:
+    """The flags over the settings of ``--config`` (options merged key by key), and
+    where each given value came from."""
+    origins = {k: "flag" for k, v in fields.items() if v is not None}
+    if path is None:
+        return fields, origins
+    if resume is not None:
+        raise typer.BadParameter("cannot be combined with --resume (a run resumes with its own config)",
+                                 param_hint="--config")
+    from_file = read_config_file(path)
+    merged = dict(fields)
+    for key, value in from_file.items():
+        if key.endswith("_options"):
+            merged[key] = {**value, **(fields.get(key) or {})}
+            for opt in value:
+                if opt not in (fields.get(key) or {}):
+                    origins[f"{key[: -len('_options')]}.{opt}"] = f"file {path}"
+        elif fields.get(key) is None:
+            merged[key] = value
+            origins[key] = f"file {path}"
+    return merged, origins
+
+
+def _print_config(cfg: TrainConfig) -> None:
+    """Every setting of the resolved config, its value and where the value came from."""
+    table = Table(title="gantk train: the resolved settings (nothing was created)")
+    for col in ("setting", "value", "from"):
+        table.add_column(col)
+    values = json.loads(cfg.to_json())
+    for key, value in values.items():
+        if key.endswith("_options"):
+            for opt, v in value.items():
+                name = f"{key[: -len('_options')]}.{opt}"
+                table.add_row(name, json.dumps(v), cfg.sources.get(name, "component default"))
+        else:
+            table.add_row(key, json.dumps(value), cfg.sources.get(key, "default"))
+    out.print(table)
 
 
 train.__signature__ = inspect.Signature(
@@ -259,7 +307,7 @@ app.command()(train)
 
 
 def _run_training(fields: dict[str, Any], resume: Path | None, eval_every: int | None,
-                  loggers: list) -> TrainResult:
+                  loggers: list, origins: dict[str, str]) -> TrainResult:
     progress = RichProgress(err)
     callbacks: list = [progress, *loggers]
     if eval_every is not None:
@@ -271,7 +319,7 @@ def _run_training(fields: dict[str, Any], resume: Path | None, eval_every: int |
                 fields["preset"] = preset
             return training.resume(resume, fields, callbacks=callbacks)
         preset = fields.pop("preset")
-        return training.Trainer(make_config(preset, **fields), callbacks=callbacks).train()
+        return training.Trainer(make_config(preset, origins=origins, **fields), callbacks=callbacks).train()
     finally:
         progress.stop()
 

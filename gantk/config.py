@@ -15,6 +15,8 @@ import json
 import math
 import re
 import reprlib
+import stat
+import tomllib
 import types
 import typing
 import unicodedata
@@ -355,6 +357,11 @@ EXTRA_OPTIONS: dict[str, tuple[type, Option]] = {
                                "for digits).", default="the data set's")),
     "channels": (int, Option("Image channels for image folders: 3 (RGB) or 1 (grayscale) (-O data.channels=...).",
                              default="3")),
+    "config": (Path, Option("Read the run's settings from a TOML file (keys as in this table: lr = 2e-4, "
+                            "[lipschitz_options] lambda = 5) or a run's config.json; flags override them.")),
+    "print_config": (bool, Option("Resolve every setting, print it with where it came from (default, preset, "
+                                  "data set, component, file, flag) and exit without creating anything.",
+                                  flag="--print-config,--dry-run")),
     "logger": (list[str], Option("Training logger by name (repeatable; see `gantk plugins`); metrics.jsonl is "
                                  "always written. Logger options: -O logger.KEY=VALUE.", default="none")),
     "threads": (int, Option("CPU threads for torch (1 is often fastest on a busy machine).",
@@ -377,3 +384,38 @@ def options_markdown() -> str:
         rows.append(f"| {' / '.join(f'`{f}`' for f in flags)} | {opt.help.replace('|', '/')} | "
                     f"{opt.default or '-'} | {resume} |")
     return "\n".join(rows) + "\n"
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Settings from a TOML file (keys as the config's fields: ``lr = 2e-4``,
+    ``[lipschitz_options]`` tables) or a run's ``config.json``. Unknown keys and values
+    that fail the options' checks are one-line :class:`UsageError`s; the values are
+    checked again with the flags that override them."""
+    p = Path(path)
+    try:
+        if not stat.S_ISREG(p.stat().st_mode):
+            raise UsageError(f"--config {p}: not a regular file")
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"--config {p}: {exc.strerror or exc}") from None
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(raw.decode("utf-8"))
+        else:
+            data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise UsageError(f"--config {p}: not valid {'JSON' if p.suffix.lower() == '.json' else 'TOML'} ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {p}: expected a table of settings")
+    data.pop("components", None)  # a run's config.json records its plugins there
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key in data:
+        if key not in names:
+            raise UnknownComponentError(f"setting in {p}:", key, names)
+    if isinstance(data.get("betas"), list):
+        data["betas"] = tuple(data["betas"])
+    for key, value in data.items():
+        msg = check_type(key, value) or check_value(key, value)
+        if msg:
+            raise UsageError(f"--config {p}: {key} {msg}")
+    return data

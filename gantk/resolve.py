@@ -21,33 +21,44 @@ def default_model_for(modality: str) -> str:
     return "mlp"
 
 
-def make_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
+def make_config(preset: str | None = None, *, origins: dict[str, str] | None = None, **overrides: Any) -> TrainConfig:
     """Build a config from a preset and explicit overrides (``None`` values mean "not
     given"). Without a named preset: the one the loss or enforcer declares
     (``Component.preset``), else the one their built-in names imply, then the settings
     the components declare (``Component.settings``) and the data set's recommended and
     tuned settings, each only where the user gave nothing. ``cfg.notes`` says what was
-    chosen and why (the trainer shows them as one block)."""
+    chosen and why (the trainer shows them as one block); ``cfg.sources`` maps every
+    setting (``lr``, ``lipschitz.lambda``) to where its value came from: ``default``,
+    ``preset NAME``, a component, the data set, or ``origins[key]`` for what was given
+    (default ``given``; the CLI says ``flag`` or ``file PATH``)."""
     given = {k: v for k, v in overrides.items() if v is not None}
     explicit_preset = preset is not None
     notes: list[str] = []
     comps = _component_classes(given)
+    preset_origin = (origins or {}).get("preset", "given") if explicit_preset else "inferred from the loss and enforcer"
     if preset is None:
         preset, why = _choose_preset(given, comps)
         if why:
             notes.append(why)
+            preset_origin = why.split("(", 1)[1].split(";")[0].rstrip(")") if "declared" in why else preset_origin
     if preset not in PRESETS:
         raise UnknownComponentError("preset", preset, PRESETS)
+    track = _Sources()
     base = copy.deepcopy(PRESETS[preset])
     base["preset"] = preset
+    track.stage(base, f"preset {preset}")
+    track.sources["preset"] = preset_origin
     for key, value in given.items():
         if key.endswith("_options") and isinstance(base.get(key), dict):
             base[key] = {**base[key], **value}  # -O merges into a preset's options
         else:
             base[key] = value
+    track.given(base, given, origins or {})
     if not explicit_preset:
         notes += _apply_component_settings(base, given, comps)
+        track.stage(base, "declared by the loss or enforcer")
         notes += apply_data_settings(base, given)
+        track.stage(base, f"data set {base.get('data', TrainConfig.data)}")
     if "betas" in base:
         base["betas"] = tuple(base["betas"])
     names = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -57,7 +68,42 @@ def make_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
     cfg = TrainConfig(**base)
     cfg.validate()
     cfg.notes = notes  # shown by the Trainer (rank 0): what was chosen for the user
+    cfg.sources = track.sources
     return cfg
+
+
+class _Sources:
+    """Where each setting's value came from, found by comparing the settings after each
+    stage of :func:`make_config` with those before it."""
+
+    def __init__(self):
+        self.sources: dict[str, str] = {}
+        self._seen: dict[str, Any] = {}
+
+    @staticmethod
+    def _flat(base: dict[str, Any]) -> dict[str, Any]:
+        flat = {}
+        for key, value in base.items():
+            if key.endswith("_options") and isinstance(value, dict):
+                for opt, v in value.items():
+                    flat[f"{key[: -len('_options')]}.{opt}"] = v
+            else:
+                flat[key] = value
+        return flat
+
+    def stage(self, base: dict[str, Any], label: str) -> None:
+        flat = self._flat(base)
+        for key, value in flat.items():
+            if key not in self._seen or self._seen[key] != value:
+                self.sources[key] = label
+        self._seen = copy.deepcopy(flat)
+
+    def given(self, base: dict[str, Any], given: dict[str, Any], origins: dict[str, str]) -> None:
+        flat_given = self._flat(given)
+        for key in flat_given:
+            top = key.split(".", 1)[0] + ("_options" if "." in key else "")
+            self.sources[key] = origins.get(key, origins.get(top, "given"))
+        self._seen = copy.deepcopy(self._flat(base))
 
 
 def _component_classes(given: dict[str, Any]) -> dict[str, type]:

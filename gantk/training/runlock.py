@@ -49,6 +49,9 @@ class RunLock:
             os.close(self._fd)  # closing drops the flock
             self._fd = None
 
+    def __del__(self) -> None:  # a trainer dropped without training frees the folder
+        self.release()
+
     @property
     def held(self) -> bool:
         return self._fd is not None
