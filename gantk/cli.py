@@ -27,7 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import benchmarking, training
-from .config import EXTRA_OPTIONS, TrainConfig, read_config_file, check_value, cli_fields, flag_of, option
+from .config import EXTRA_OPTIONS, PANELS, TrainConfig, panel_of, read_config_file, check_value, cli_fields, flag_of, option
 from .errors import GantkError, GantkNote, UnknownComponentError
 from .eval import METRIC_NOTES, MIN_N, EvalCallback, evaluate
 from .eval import compare as compare_sets
@@ -193,14 +193,15 @@ def _config_param(f: dataclasses.Field) -> inspect.Parameter:
     if f.name in _REGISTERED:
         text += f" Registered: {_registered_names(_REGISTERED[f.name])}."
     ann = Annotated[Optional[_plain(_CONFIG_TYPES[f.name])],
-                    typer.Option(names, help=text, metavar=opt.metavar, show_default=opt.default or False)]
+                    typer.Option(names, help=text, metavar=opt.metavar, show_default=opt.default or False,
+                                 rich_help_panel=panel_of(f.name))]
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
 
 
 def _extra_param(name: str) -> inspect.Parameter:
     tp, opt = EXTRA_OPTIONS[name]
     ann = Annotated[Optional[tp], typer.Option(*opt.flag.split(",") if opt.flag else [flag_of(name)], help=opt.help,
-                                               show_default=opt.default or False)]
+                                               show_default=opt.default or False, rich_help_panel=panel_of(name))]
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
 
 
@@ -301,8 +302,9 @@ def _print_config(cfg: TrainConfig) -> None:
     out.print(table)
 
 
-train.__signature__ = inspect.Signature(
-    [_config_param(f) for f in cli_fields()] + [_extra_param(name) for name in EXTRA_OPTIONS])
+_PARAMS = {f.name: _config_param(f) for f in cli_fields()} | {name: _extra_param(name) for name in EXTRA_OPTIONS}
+train.__signature__ = inspect.Signature(  # grouped as --help shows them
+    sorted(_PARAMS.values(), key=lambda p: [*PANELS, "Other"].index(panel_of(p.name))))
 app.command()(train)
 
 

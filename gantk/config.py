@@ -1,4 +1,6 @@
-"""The run configuration: one source for every option of ``gantk train``.
+"""The run configuration: one source for every option of ``gantk train``. It is longer
+than most modules because every option's help, flag, checks and resume rule live here,
+beside the type checks and the config-file reader that apply them.
 
 Each :class:`TrainConfig` field carries an :class:`Option` in its metadata: the help
 text, the CLI flag, the valid values and whether ``--resume`` may change it. The CLI's
@@ -61,6 +63,8 @@ class Option:
     metavar: str | None = None
     parse: Callable[[str], Any] | None = None
     note: str = ""
+    #: the group of ``gantk train --help`` it is listed in (set from PANELS below)
+    panel: str = ""
 
 
 def _opt(default: Any, option: Option, factory: Callable[[], Any] | None = None):
@@ -333,6 +337,23 @@ def _num(x: float | int) -> str:
     return str(x) if isinstance(x, int) else f"{x:g}"
 
 
+#: the groups of ``gantk train --help``, in order, and the options in each
+PANELS: dict[str, tuple[str, ...]] = {
+    "Data and model": ("data", "model", "latent_dim", "resolution", "channels", "option"),
+    "Loss and Lipschitz": ("loss", "lipschitz", "preset", "lambda_", "clip", "allow_batchnorm", "penalty_every"),
+    "Optimisation": ("steps", "batch_size", "n_critic", "optimizer", "lr", "lr_decay", "lr_floor", "betas", "ema",
+                     "seed"),
+    "Speed": ("device", "amp", "channels_last", "joint_forward", "threads"),
+    "Output and logging": ("out", "name", "log_every", "checkpoint_every", "image_every", "keep", "eval_every",
+                           "logger", "resume", "config", "print_config"),
+}
+
+
+def panel_of(name: str) -> str:
+    """The ``--help`` group of option ``name``."""
+    return next((panel for panel, names in PANELS.items() if name in names), "Other")
+
+
 _OPTIONS: dict[str, Option] = {f.name: f.metadata["option"] for f in dataclasses.fields(TrainConfig)}
 _TYPES: dict[str, Any] = typing.get_type_hints(TrainConfig)
 
@@ -361,7 +382,7 @@ EXTRA_OPTIONS: dict[str, tuple[type, Option]] = {
                             "[lipschitz_options] lambda = 5) or a run's config.json; flags override them.")),
     "print_config": (bool, Option("Resolve every setting, print it with where it came from (default, preset, "
                                   "data set, component, file, flag) and exit without creating anything.",
-                                  flag="--print-config,--dry-run")),
+                                  flag="--print-config")),
     "logger": (list[str], Option("Training logger by name (repeatable; see `gantk plugins`); metrics.jsonl is "
                                  "always written. Logger options: -O logger.KEY=VALUE.", default="none")),
     "threads": (int, Option("CPU threads for torch (1 is often fastest on a busy machine).",

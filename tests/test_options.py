@@ -117,3 +117,22 @@ def test_version_short_help_and_one_device_default():
         line = next(x for x in res.output.splitlines() if "--device" in x)
         block = res.output[res.output.index(line):][:400]
         assert "default: auto" in block or "default: (auto)" in block, (cmd, block)
+
+
+def test_help_is_grouped_and_readable_at_80_columns():
+    import re
+
+    from gantk.config import PANELS
+
+    res = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0
+    heads = [m.group(1) for m in re.finditer(r"╭─ (.+?) ─", res.output)]
+    assert heads == ["Options", *PANELS]
+    starts = []
+    for line in res.output.splitlines():
+        m = re.match(r"│ (--[\w-]+.*?\S)\s{2,}(\S.*?)\s*│$", line)
+        if m and line.index(m.group(2)) > 0:
+            starts.append(line.index(m.group(2)))
+    # the help text gets about half the width (the speed group, whose --joint-forward /
+    # --separate-forward pair is long, a little less)
+    assert starts and sorted(starts)[len(starts) // 2] <= 40 and max(starts) <= 52, starts
