@@ -37,6 +37,7 @@ from .plugins import add_commands, describe_all, get_registry, plugin_infos, plu
 from .presets import PRESETS
 from .progress import RichProgress, format_metrics
 from .resolve import make_config
+from .sampling import SUFFIXES as SAMPLE_SUFFIXES
 from .sampling import sample as draw_samples
 from .training import TrainResult, resolve_device
 from .training.distributed import is_main
@@ -342,11 +343,12 @@ def _print_result(result: TrainResult, evaluated: bool) -> None:
 def sample(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint file or a run folder (its newest checkpoint).")],
     n: Annotated[int, typer.Option("-n", "--num", help="Number of samples.")] = 1000,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file: .safetensors (samples, latents, metadata) or .png (scatter or grid); with --each, a folder. [default: samples.safetensors, or the folder samples with --each]")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file: .safetensors (samples, latents, metadata), .npz (samples under arr_0; images as uint8 NHWC) or .png (scatter or grid); with --each, a folder.", show_default="samples.safetensors, or the folder samples with --each")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the latents; same checkpoint + seed = same samples.")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")] = "auto",
     each: Annotated[bool, typer.Option("--each", help="Image runs: write every sample as its own PNG (native size) into the folder -o (new or empty).")] = False,
     raw: Annotated[bool, typer.Option("--raw", help="Use the generator's own weights, not the weight average the run kept (--ema).")] = False,
+    truncation: Annotated[float, typer.Option("--truncation", metavar="PSI", help="The truncation trick: latents drawn closer to their mean (z ← ψ·z), trading variety for fidelity; 1 is off.")] = 1.0,
 ) -> None:
     """Draw samples from a trained generator."""
     with _handle_errors():
@@ -355,12 +357,16 @@ def sample(
         if output is None:
             output = Path("samples" if each else "samples.safetensors")
         if each:
-            if output.suffix.lower() in (".safetensors", ".png"):
+            if output.suffix.lower() in SAMPLE_SUFFIXES:
                 raise typer.BadParameter(f"{output.name!r}: with --each, -o names a folder", param_hint="--output")
-        elif output.suffix.lower() not in (".safetensors", ".png"):
-            raise typer.BadParameter(f"{output.name!r}: must end in .safetensors or .png", param_hint="--output")
+        elif output.suffix.lower() not in SAMPLE_SUFFIXES:
+            raise typer.BadParameter(f"{output.name!r}: must end in {', '.join(SAMPLE_SUFFIXES)}",
+                                     param_hint="--output")
+        if not 0 < truncation <= 1:
+            raise typer.BadParameter(f"must lie in (0, 1], got {truncation}", param_hint="--truncation")
         _load_plugins()
-        res = draw_samples(checkpoint, n, output, seed=seed, device=device, each=each, raw=raw)
+        res = draw_samples(checkpoint, n, output, seed=seed, device=device, each=each, raw=raw,
+                           truncation=truncation)
     what = "PNG files" if each else "samples"
     avg = " (weight average)" if res.weights == "ema" else ""
     out.print(f"wrote {res.n} {what} of shape {res.shape} from step {res.step}{avg} to {res.path}", highlight=False)

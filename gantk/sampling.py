@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import save
@@ -18,7 +19,7 @@ from .fsutil import atomic_folder, atomic_path, path_text
 from .plugins import get_registry, require_components
 from .training import resolve_device
 
-SUFFIXES = (".safetensors", ".png")
+SUFFIXES = (".safetensors", ".png", ".npz")
 
 
 @dataclass
@@ -127,14 +128,20 @@ def sample(
     batch_size: int = 4096,
     each: bool = False,
     raw: bool = False,
+    truncation: float = 1.0,
 ) -> SampleResult:
     """Draw ``n`` samples with latents from ``seed`` and write them to ``output``
-    (``.safetensors``: samples, latents, metadata; ``.png``: a scatter for 2-D points,
-    a grid for images). ``each=True`` (image runs only) makes ``output`` a folder (new
+    (``.safetensors``: samples, latents, metadata; ``.npz``: the samples under
+    ``arr_0``, images as uint8 (N, H, W, C) as the ADM and StudioGAN evaluators read
+    them, other samples as float32; ``.png``: a scatter for 2-D points, a grid for
+    images). ``truncation`` ψ < 1 draws the latents closer to their mean (the truncation
+    trick: z ← ψ·z for z ~ N(0, I), trading variety for fidelity). ``each=True`` (image runs only) makes ``output`` a folder (new
     or empty) that receives one PNG per sample at the native resolution,
     ``sample-00000.png``, ... The same checkpoint and seed give identical output."""
     if n < 1:
         raise UsageError(f"-n must be >= 1, got {n}")
+    if not 0 < truncation <= 1:
+        raise UsageError(f"--truncation must lie in (0, 1], got {truncation}")
     out = Path(output)
     _refuse_run_files(out)
     if each:
@@ -153,16 +160,19 @@ def sample(
                          "(not images); write a .png or .safetensors file instead")
     # the latents, the samples and the output's copy of them
     memory.check_fits(4 * n * (latent + 2 * math.prod(shape)), f"{n} samples of shape {tuple(shape)}", UsageError)
-    z = latents(n, latent, seed)
+    z = latents(n, latent, seed) * truncation if truncation != 1 else latents(n, latent, seed)
     x = run_generator(G, z, dev, batch_size)
     if not torch.isfinite(x).all():
         raise DataError(f"the generator of {ck.path} (step {ck.step}) produced NaN or infinite samples; "
                         "nothing written")
     if each:
         save_each(out, x)
+    elif out.suffix.lower() == ".npz":
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:
+            np.savez(f, arr_0=_npz_array(x, modality_of(shape)))
     elif out.suffix.lower() == ".safetensors":
         meta = {"checkpoint": path_text(ck.path), "step": str(ck.step), "seed": str(seed),
-                "weights": weights_used(ck, raw),
+                "weights": weights_used(ck, raw), "truncation": str(truncation),
                 "config": ck.config.to_json(), "format": "gantk-samples-1"}
         with atomic_path(out) as tmp:
             tmp.write_bytes(save({"samples": x.contiguous(), "latents": z.contiguous()}, metadata=meta))
@@ -170,6 +180,14 @@ def sample(
         title = f"{n} samples, {ck.path.parent.parent.name} step {ck.step}, seed {seed}"
         plots.save_samples_picture(out, x, modality_of(shape), title=title)
     return SampleResult(out, n, ck.step, ck.path, tuple(shape), weights_used(ck, raw))
+
+
+def _npz_array(x: torch.Tensor, modality: str) -> np.ndarray:
+    """Images as uint8 (N, H, W, C) in 0..255 (the evaluators' convention); other
+    samples as float32 as they are."""
+    if modality != "image":
+        return x.numpy().astype(np.float32)
+    return x.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _refuse_run_files(out: Path) -> None:
