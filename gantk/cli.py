@@ -38,6 +38,8 @@ from .presets import PRESETS
 from .progress import RichProgress, format_metrics
 from .resolve import make_config
 from .sampling import SUFFIXES as SAMPLE_SUFFIXES
+from .sampling import export_generator
+from .sampling import interpolate as draw_interpolation
 from .sampling import sample as draw_samples
 from .training import TrainResult, resolve_device
 from .training.distributed import is_main
@@ -370,6 +372,45 @@ def sample(
     what = "PNG files" if each else "samples"
     avg = " (weight average)" if res.weights == "ema" else ""
     out.print(f"wrote {res.n} {what} of shape {res.shape} from step {res.step}{avg} to {res.path}", highlight=False)
+
+
+@app.command()
+def interpolate(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint file or a run folder (its newest checkpoint).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The grid, a .png: one row per pair of latents.")
+                      ] = Path("interpolation.png"),
+    rows: Annotated[int, typer.Option(help="Pairs of latents (rows).")] = 4,
+    steps: Annotated[int, typer.Option(help="Images along each path (columns).")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the latents.")] = 0,
+    linear: Annotated[bool, typer.Option("--linear", help="Straight lines between latents instead of the "
+                                         "spherical path.")] = False,
+    gif: Annotated[Optional[Path], typer.Option(help="Also an animated GIF walking every row along its path.")
+                   ] = None,
+    raw: Annotated[bool, typer.Option("--raw", help="Use the generator's own weights, not the weight average.")
+                   ] = False,
+) -> None:
+    """A grid of latent interpolations of an image run (and an animated GIF)."""
+    with _handle_errors():
+        _load_plugins()
+        path = draw_interpolation(checkpoint, output, rows=rows, steps=steps, seed=seed, spherical=not linear,
+                                  gif=gif, raw=raw)
+    out.print(f"wrote {path}" + (f" and {gif}" if gif else ""), highlight=False)
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint file or a run folder (its newest checkpoint).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help=".pt2 (torch.export; torch.export.load(path)"
+                                         ".module()) or .pt (TorchScript; torch.jit.load).")] = Path("generator.pt2"),
+    raw: Annotated[bool, typer.Option("--raw", help="Use the generator's own weights, not the weight average.")
+                   ] = False,
+) -> None:
+    """Write the generator as a file that loads with torch alone, without gantk."""
+    with _handle_errors():
+        _load_plugins()
+        res = export_generator(checkpoint, output, raw=raw)
+    out.print(f"wrote {res.path} ({res.format}; input (B, {res.latent_dim}) latents, output (B, "
+              f"{', '.join(map(str, res.shape))}) samples; step {res.step})", highlight=False)
 
 
 @app.command("eval")

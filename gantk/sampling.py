@@ -1,6 +1,8 @@
 """Drawing samples from a trained generator: safetensors or PNG."""
 from __future__ import annotations
 
+import io
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,3 +239,93 @@ def _write_pngs(folder: Path, images: torch.Tensor) -> list[Path]:
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
         paths.append(path)
     return paths
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    step: int
+    latent_dim: int
+    shape: tuple[int, ...]
+    format: str  # "torch.export" or "torchscript"
+
+
+def export_generator(checkpoint: str | Path, output: str | Path, *, raw: bool = False) -> ExportResult:
+    """Write the run's generator (its weight average unless ``raw``) as a file that
+    loads without gantk: ``.pt2`` with :func:`torch.export.export` (load it with
+    ``torch.export.load(path).module()``), ``.pt`` as TorchScript (``torch.jit.load``).
+    The batch size is dynamic; the file carries ``gantk.json`` (latent size, sample
+    shape, step) as extra data. Input: latents z ~ N(0, I) of shape (B, latent);
+    output: samples in the data's range (images in [−1, 1])."""
+    out = Path(output)
+    suffix = out.suffix.lower()
+    if suffix not in (".pt2", ".pt"):
+        raise UsageError(f"export writes .pt2 (torch.export) or .pt (TorchScript), got {out.name!r}")
+    _refuse_run_files(out)
+    G, ck, shape, latent = load_generator(checkpoint, "cpu", raw=raw)
+    meta = json.dumps({"latent_dim": latent, "data_shape": list(shape), "step": ck.step,
+                       "weights": weights_used(ck, raw), "gantk_checkpoint": path_text(ck.path)})
+    example = torch.randn(2, latent, generator=torch.Generator().manual_seed(0))
+    try:
+        if suffix == ".pt2":
+            batch = torch.export.Dim("batch", min=1, max=1 << 20)
+            program = torch.export.export(G, (example,), dynamic_shapes=({0: batch},))
+            buf = io.BytesIO()
+            torch.export.save(program, buf, extra_files={"gantk.json": meta})
+        else:
+            buf = io.BytesIO()
+            torch.jit.save(torch.jit.trace(G, example, check_trace=False), buf, _extra_files={"gantk.json": meta})
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(buf.getvalue())
+    except OutputError:
+        raise
+    except Exception as exc:  # a model torch cannot export: say which format to try
+        other = ".pt (TorchScript)" if suffix == ".pt2" else ".pt2 (torch.export)"
+        raise OutputError(f"cannot export this generator as {suffix} ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}); try {other}") from None
+    return ExportResult(out, ck.step, latent, tuple(shape), "torch.export" if suffix == ".pt2" else "torchscript")
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between latents (rows of ``a`` and ``b``): the path a
+    Gaussian latent's norm stays typical along, unlike the straight line."""
+    a_n, b_n = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
+    omega = torch.acos((a_n * b_n).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
+
+
+def interpolate(checkpoint: str | Path, output: str | Path, *, rows: int = 4, steps: int = 8, seed: int = 0,
+                spherical: bool = True, gif: str | Path | None = None, raw: bool = False) -> Path:
+    """A grid of latent interpolations of an image run: ``rows`` pairs of latents drawn
+    with ``seed``, each row going from one to the other in ``steps`` images (spherical
+    by default, ``spherical=False`` for straight lines), as a PNG; with ``gif``, also an
+    animated GIF whose frames walk every row along its path and back."""
+    out = Path(output)
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"the interpolation grid is a .png, got {out.name!r}")
+    if gif is not None and Path(gif).suffix.lower() != ".gif":
+        raise UsageError(f"--gif names a .gif file, got {Path(gif).name!r}")
+    if not (1 <= rows <= 64 and 2 <= steps <= 64):
+        raise UsageError(f"rows must lie in [1, 64] and steps in [2, 64], got {rows} and {steps}")
+    for p in (out, *([Path(gif)] if gif is not None else [])):
+        _refuse_run_files(p)
+    G, ck, shape, latent = load_generator(checkpoint, "cpu", raw=raw)
+    if modality_of(shape) != "image":
+        raise UsageError(f"interpolate draws images, but this run's samples have shape {tuple(shape)}")
+    ends = latents(2 * rows, latent, seed)
+    a, b = ends[:rows], ends[rows:]
+    path = [slerp(a, b, t) if spherical else torch.lerp(a, b, t) for t in torch.linspace(0, 1, steps).tolist()]
+    z = torch.stack(path, 1).reshape(rows * steps, latent)  # row-major: row r, step s
+    x = run_generator(G, z)
+    if not torch.isfinite(x).all():
+        raise DataError(f"the generator of {ck.path} produced NaN or infinite samples; nothing written")
+    with atomic_path(out) as tmp:
+        Image.fromarray(plots.image_grid(x, nrow=steps)).save(tmp, format="PNG")
+    if gif is not None:
+        frames_x = x.reshape(rows, steps, *x.shape[1:])
+        order = list(range(steps)) + list(range(steps - 2, 0, -1))
+        frames = [Image.fromarray(plots.image_grid(frames_x[:, s], nrow=rows)) for s in order]
+        with atomic_path(gif) as tmp:
+            frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=120, loop=0)
+    return out
