@@ -147,7 +147,7 @@ def test_member_introspection_sees_the_contract():
     # guards the checker itself: if introspection found nothing, the guide test could not fail
     assert set(hookspec_functions()) == {"register_models", "register_losses", "register_lipschitz",
                                          "register_datasets", "register_protocols", "register_loggers",
-                                         "register_commands"}
+                                         "register_commands", "register_feature_extractors"}
     assert {"critic_loss", "generator_loss", "needs_real_scores"} <= set(public_members(components.Loss))
     assert {"prepare_critic", "penalty", "after_critic_step", "forbids_batchnorm"} <= set(
         public_members(components.LipschitzEnforcer))

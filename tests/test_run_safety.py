@@ -165,7 +165,7 @@ def test_a_second_process_is_refused_and_kill_9_frees_the_lock(tmp_path):
     run = res.run_dir
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from gantk.training.runlock import RunLock; "
-         "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(120)", str(run)],
+         "lock = RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(120)", str(run)],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

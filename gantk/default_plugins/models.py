@@ -50,10 +50,11 @@ class MLP(GANModel):
     def supports(self, data_shape):
         if self.opts["width"] < 1:
             return f"option width must be >= 1, got {self.opts['width']}"
-        if not 0 <= self.opts["depth"] <= MAX_DEPTH:
-            return f"option depth must lie in [0, {MAX_DEPTH}], got {self.opts['depth']}"
-        if not 0 <= self.opts["g_depth"] <= MAX_DEPTH:
-            return f"option g_depth must lie in [0, {MAX_DEPTH}] (0: same as depth), got {self.opts['g_depth']}"
+        for key, note in (("depth", ""), ("g_depth", " (0: same as depth)")):
+            if self.opts[key] < 0:
+                return f"option {key} must be >= 0{note}, got {self.opts[key]}"
+            if self.opts[key] > MAX_DEPTH:
+                return f"option {key} must be <= {MAX_DEPTH}{note}, got {self.opts[key]}"
         if self.opts["g_width"] < 0:
             return f"option g_width must be >= 0 (0: same as width), got {self.opts['g_width']}"
         return super().supports(data_shape)
