@@ -189,14 +189,22 @@ def _registered_names(kind: str) -> str:
         return "see `gantk plugins`"
 
 
+def _metavar(tp: Any) -> str:
+    """Typer's and Click's spelling of a value (TEXT, INTEGER, ...); none for a flag."""
+    if typing.get_origin(tp) is list:
+        tp = typing.get_args(tp)[0]
+    return {str: "TEXT", int: "INTEGER", float: "FLOAT", Path: "PATH", bool: ""}.get(tp, "TEXT")
+
+
 def _config_param(f: dataclasses.Field) -> inspect.Parameter:
     opt = option(f.name)
     names = flag_of(f.name) + (f"/{opt.off_flag}" if opt.off_flag else "")
     text = opt.help
     if f.name in _REGISTERED:
         text += f" Registered: {_registered_names(_REGISTERED[f.name])}."
-    ann = Annotated[Optional[_plain(_CONFIG_TYPES[f.name])],
-                    typer.Option(names, help=text, metavar=opt.metavar, show_default=opt.default or False,
+    tp = _plain(_CONFIG_TYPES[f.name])
+    ann = Annotated[Optional[tp],
+                    typer.Option(names, help=text, metavar=opt.metavar or _metavar(tp), show_default=opt.default or False,
                                  rich_help_panel=panel_of(f.name))]
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
 
@@ -204,7 +212,8 @@ def _config_param(f: dataclasses.Field) -> inspect.Parameter:
 def _extra_param(name: str) -> inspect.Parameter:
     tp, opt = EXTRA_OPTIONS[name]
     ann = Annotated[Optional[tp], typer.Option(*opt.flag.split(",") if opt.flag else [flag_of(name)], help=opt.help,
-                                               show_default=opt.default or False, rich_help_panel=panel_of(name))]
+                                               metavar=opt.metavar or _metavar(tp), show_default=opt.default or False,
+                                               rich_help_panel=panel_of(name))]
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
 
 

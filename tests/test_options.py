@@ -136,3 +136,13 @@ def test_help_is_grouped_and_readable_at_80_columns():
     # the help text gets about half the width (the speed group, whose --joint-forward /
     # --separate-forward pair is long, a little less)
     assert starts and sorted(starts)[len(starts) // 2] <= 40 and max(starts) <= 52, starts
+
+
+def test_train_help_uses_typers_metavars_and_flags_take_no_value():
+    res = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    body = res.output.split("╭─ Data and model", 1)[1]
+    for bad in ("<str>", "<int>", "<float>", "<path>", "<list[str]>", "<bool>"):
+        assert bad not in body, bad
+    assert "INTEGER" in body and "FLOAT" in body and "TEXT" in body
+    line = next(x for x in body.splitlines() if "--allow-batchnorm" in x)
+    assert "TEXT" not in line and "BOOL" not in line.upper().split("ALLOW-BATCHNORM")[1][:12]
