@@ -262,7 +262,7 @@ def test_unwritable_outputs(trained_run, tmp_path):
     res = run("sample", trained_run, "-n", 5, "-o", tmp_path / "no" / "such" / "dir" / "s.safetensors")
     _assert_clean_error(res, 1, "does not exist")
     res = run("sample", trained_run, "-n", 5, "-o", tmp_path / "s.txt")
-    _assert_clean_error(res, 2, ".safetensors or .png")
+    _assert_clean_error(res, 2, "must end in .safetensors, .png, .npz")
 
 
 def test_batchnorm_critic_refused_under_gp(tmp_path):
