@@ -425,3 +425,27 @@ def test_state_dict_weights_load_into_the_fid_network(tmp_path):
     junk.write_bytes(b"\x00" * 100)
     with pytest.raises(DataError, match="not a usable Inception weights file"):
         feat._load_inception_net(junk, torch.device("cpu"))
+
+
+def test_an_image_folder_run_is_scored_by_the_image_protocol(tmp_path, pool_extractor, monkeypatch):
+    """Trained one step on a folder of images; --eval-every and gantk eval both use the
+    image protocol (with the stand-in extractor)."""
+    from gantk.eval import EvalCallback, evaluate
+    from gantk.resolve import make_config
+    from gantk.training import Trainer
+
+    monkeypatch.setenv("GANTK_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(9)
+    folder, _ = _write_set(tmp_path, "imgs", rng.integers(0, 256, size=(24, 16, 16, 3), dtype=np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = make_config(None, data=str(folder), data_options={"resolution": 16}, model="dcgan",
+                          model_options={"width": 8}, steps=1, batch_size=8, n_critic=1, out=str(tmp_path / "runs"),
+                          name="i", log_every=1, checkpoint_every=0, image_every=0, device="cpu")
+        cb = EvalCallback(every=1, n=20, features="test-pool")
+        res = Trainer(cfg, callbacks=[cb]).train()
+        d = evaluate(res.run_dir, features="test-pool")
+    rec = json.loads((res.run_dir / "eval.jsonl").read_text().splitlines()[0])
+    assert rec["protocol"] == "image" and rec["n_real"] == 20 and rec["extractor"] == "test-pool" and "fid" in rec
+    assert d["protocol"] == "image" and d["n"] == 24 and d["n_real"] == d["n_fake"] == 24  # all 24 real images
+    assert d["fid"] > 0 and 0 <= d["precision"] <= 1 and d["weights_sha256"] == PoolFeatures().weights_sha256
