@@ -1,12 +1,17 @@
 """The ``gantk`` console script's entry point.
 
-It imports the CLI (and with it torch, a second or two) inside a ``try``, so that a
-Ctrl-C at any moment, even while torch is still loading, ends with one line and exit
-code 130 instead of a traceback.
+It imports the CLI (and with it torch, a second or two) with SIGINT held back: a Ctrl-C
+that arrives while the libraries load is noted, the imports finish (a library
+interrupted half-way through its own import can be left broken, and some catch the
+interrupt themselves), and the command then ends with one line and exit code 130
+instead of a traceback.
 """
 from __future__ import annotations
 
+import signal
 import sys
+
+_pending: list[int] = []
 
 
 def _interrupted() -> None:
@@ -14,9 +19,16 @@ def _interrupted() -> None:
     sys.exit(130)
 
 
+def _hold(signum, frame) -> None:
+    _pending.append(signum)
+
+
+_previous = signal.signal(signal.SIGINT, _hold)
 try:
     from .cli import main as _cli_main
-except KeyboardInterrupt:
+finally:
+    signal.signal(signal.SIGINT, _previous)
+if _pending:
     _interrupted()
 
 
