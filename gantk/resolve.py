@@ -40,7 +40,9 @@ def make_config(preset: str | None = None, *, origins: dict[str, str] | None = N
         preset, why = _choose_preset(given, comps)
         if why:
             notes.append(why)
-            preset_origin = why.split("(", 1)[1].split(";")[0].rstrip(")") if "declared" in why else preset_origin
+        declared = [f"declared by {k} {c.name!r}" for k, c in comps.items() if c.preset == preset]
+        if declared:
+            preset_origin = declared[0]
     if preset not in PRESETS:
         raise UnknownComponentError("preset", preset, PRESETS)
     track = _Sources()
