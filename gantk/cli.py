@@ -46,7 +46,28 @@ from .training.distributed import is_main
 from .version import __version__
 
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
-app = typer.Typer(
+
+
+class _Command(typer.core.TyperCommand):
+    """A command whose flags (``--help`` included) show no value type in the help:
+    Typer writes ``<bool>`` beside them, which reads as if they took a value."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for p in params:
+            if getattr(p, "is_flag", False) and p.metavar is None:
+                p.metavar = ""
+        return params
+
+
+class _App(typer.Typer):
+    """Typer whose commands, plugins' commands too, are :class:`_Command`."""
+
+    def command(self, *args: Any, cls: Optional[type[typer.core.TyperCommand]] = None, **kwargs: Any):
+        return super().command(*args, cls=cls or _Command, **kwargs)
+
+
+app = _App(
     name="gantk",
     help="Train Wasserstein GANs (WGAN, WGAN-GP, SN-GAN) with pluggable models, losses and Lipschitz enforcers.",
     no_args_is_help=True,
@@ -54,8 +75,8 @@ app = typer.Typer(
     add_completion=False,
     context_settings=_CONTEXT,
 )
-ext_app = typer.Typer(help="The fused C++/CUDA gradient-penalty extension.", no_args_is_help=True,
-                      context_settings=_CONTEXT)
+ext_app = _App(help="The fused C++/CUDA gradient-penalty extension.", no_args_is_help=True,
+               context_settings=_CONTEXT)
 app.add_typer(ext_app, name="ext")
 
 

@@ -3,6 +3,9 @@ validation, resume rules and the README's option table are derived from it."""
 import dataclasses
 import os
 import pathlib
+import re
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -136,6 +139,37 @@ def test_help_is_grouped_and_readable_at_80_columns():
     # the help text gets about half the width (the speed group, whose --joint-forward /
     # --separate-forward pair is long, a little less)
     assert starts and sorted(starts)[len(starts) // 2] <= 40 and max(starts) <= 52, starts
+
+
+def _all_commands(group, path=()):
+    for name, cmd in group.commands.items():
+        if hasattr(cmd, "commands"):
+            yield from _all_commands(cmd, path + (name,))
+        else:
+            yield path + (name,)
+
+
+def test_no_command_shows_a_value_type_beside_a_flag():
+    """Typer writes ``<bool>`` beside flags (``--help`` included), which reads as if they
+    took a value; every command, a plugin's too (gantk-csvlog's csv-tail), shows none."""
+    import typer
+    commands = list(_all_commands(typer.main.get_command(app)))
+    assert ("ext", "build") in commands and ("sample",) in commands
+    for path in commands:
+        _check_flag_display(path, CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "120"}).output)
+    # a third-party plugin's command (tests load no third-party plugin in-process)
+    pytest.importorskip("gantk_csvlog")
+    env = {k: v for k, v in os.environ.items() if k != "GANTK_LOAD_PLUGINS"}
+    out = subprocess.run([sys.executable, "-m", "gantk", "csv-tail", "--help"], capture_output=True, text=True,
+                         env={**env, "COLUMNS": "120"}, timeout=120)
+    _check_flag_display(("csv-tail",), out.stdout)
+
+
+def _check_flag_display(path, out):
+    assert "Show this message" in out, path
+    assert "<bool>" not in out, path
+    help_line = next(x for x in out.splitlines() if "--help" in x and "Show this message" in x)
+    assert re.search(r"--help\s+-h\s+Show this message", help_line), (path, help_line)
 
 
 def test_train_help_uses_typers_metavars_and_flags_take_no_value():
