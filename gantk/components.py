@@ -337,6 +337,9 @@ class Protocol:
     description: ClassVar[str] = ""
     #: generated sets :meth:`score` takes (a list when more than one)
     draws: int = 1
+    #: True when :meth:`score` takes ``labels=``: the classes a conditional run's
+    #: samples were drawn for (a (N,) int64 tensor; the classes in turn, 0..K−1, 0, ...)
+    uses_labels: ClassVar[bool] = False
 
     @classmethod
     def accepts(cls, data_shape: tuple[int, ...]) -> bool:
@@ -348,7 +351,9 @@ class Protocol:
     def from_request(cls, req: ProtocolRequest) -> Protocol:
         raise NotImplementedError
 
-    def score(self, fake: Any) -> dict[str, Any]:
+    def score(self, fake: Any, labels: torch.Tensor | None = None) -> dict[str, Any]:
+        """Numbers for the generated samples ``fake``; ``labels`` (conditional runs, and
+        only for a protocol that sets ``uses_labels``) the class each was drawn for."""
         raise NotImplementedError
 
 

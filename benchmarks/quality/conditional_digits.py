@@ -107,7 +107,7 @@ def main() -> None:
     if a.json:
         from benchmarks.common import run_metadata
 
-        Path(a.json).write_text(json.dumps({"meta": run_metadata(), "rows": rows}, indent=2) + "\n")
+        Path(a.json).write_text(json.dumps({"meta": run_metadata(a.device), "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

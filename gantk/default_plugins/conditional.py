@@ -27,7 +27,8 @@ class ClassConditional(nn.Module):
 
 class ConditionalBatchNorm2d(ClassConditional):
     """``BatchNorm2d(affine=False)`` followed by a per-class scale γ_y (initialised to 1)
-    and offset β_y (initialised to 0)."""
+    and offset β_y (initialised to 0): a new generator is the same for every class,
+    and training separates them."""
 
     def __init__(self, channels: int, num_classes: int):
         super().__init__()

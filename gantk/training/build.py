@@ -119,7 +119,7 @@ def build_components(cfg: TrainConfig, *, data: torch.Tensor | None = None, labe
     num_classes = 0
     if cfg.conditional:
         if labels is None:
-            raise UsageError(f"--conditional needs labelled data, and {cfg.data} has no labels (labelled: digits, "
+            raise DataError(f"--conditional needs labelled data, and {cfg.data} has no labels (labelled: digits, "
                              "a .safetensors/.npz file with a 'labels' array, an image folder of class subfolders)")
         num_classes, class_names = class_list(labels, class_names)
     data_shape = tuple(data.shape[1:])
