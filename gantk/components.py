@@ -11,6 +11,9 @@ Each component class has
 
 An instance is created with ``Cls(**options)``; the validated options are in
 ``self.opts``.
+
+The module is long because it is the whole contract plugins code against: each base
+class keeps its documented attributes and defaults beside the methods that use them.
 """
 from __future__ import annotations
 
