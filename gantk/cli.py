@@ -420,7 +420,8 @@ def export(
     with _handle_errors():
         _load_plugins()
         res = export_generator(checkpoint, output, raw=raw)
-    out.print(f"wrote {res.path} ({res.format}; input (B, {res.latent_dim}) latents, output (B, "
+    labels = f" and (B,) class indices 0..{res.num_classes - 1}" if res.num_classes else ""
+    out.print(f"wrote {res.path} ({res.format}; input (B, {res.latent_dim}) latents{labels}, output (B, "
               f"{', '.join(map(str, res.shape))}) samples; step {res.step})", highlight=False)
 
 

@@ -305,6 +305,7 @@ class ExportResult:
     latent_dim: int
     shape: tuple[int, ...]
     format: str  # "torch.export" or "torchscript"
+    num_classes: int = 0  # a conditional generator's classes: it takes (z, y)
 
 
 def export_generator(checkpoint: str | Path, output: str | Path, *, raw: bool = False) -> ExportResult:
@@ -346,7 +347,7 @@ def export_generator(checkpoint: str | Path, output: str | Path, *, raw: bool = 
         other = ".pt (TorchScript)" if suffix == ".pt2" else ".pt2 (torch.export)"
         raise OutputError(f"cannot export this generator as {suffix} ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}); try {other}") from None
-    return ExportResult(out, ck.step, latent, tuple(shape), "torch.export" if suffix == ".pt2" else "torchscript")
+    return ExportResult(out, ck.step, latent, tuple(shape), "torch.export" if suffix == ".pt2" else "torchscript", k)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

@@ -187,6 +187,35 @@ def test_unconditional_networks_keep_their_weight_names():
     assert "blocks.0.conv1.weight" in g.state_dict()
 
 
+def test_check_model_catches_a_generator_that_ignores_the_label():
+    from torch import nn
+
+    class Deaf(gantk.GANModel):
+        name = "deaf"
+        conditional = True
+
+        def build_generator(self, data_shape, latent_dim, num_classes=0):
+            net = nn.Linear(latent_dim, 2)
+            return type("G", (nn.Module,), {"__init__": lambda s: (nn.Module.__init__(s), setattr(s, "f", net))[0],
+                                            "forward": lambda s, z, y=None: s.f(z)})()
+
+        def build_critic(self, data_shape, num_classes=0):
+            return get_registry("model").get("mlp")(width=8).build_critic(data_shape, num_classes=num_classes)
+
+    with pytest.raises(AssertionError, match="do not depend on the label"):
+        check_model(Deaf, (2,), 3, num_classes=4)
+
+
+def test_exported_conditional_generator_takes_labels(cond_run, tmp_path):
+    run, _ = cond_run
+    res = runner.invoke(app, ["export", str(run), "-o", str(tmp_path / "g.pt")])
+    assert res.exit_code == 0 and "class indices 0..3" in res.output
+    g = torch.jit.load(str(tmp_path / "g.pt"))
+    G, *_ = load_generator(run)
+    z, y = torch.randn(5, 2), torch.tensor([0, 1, 2, 3, 0])
+    torch.testing.assert_close(g(z, y), G(z, y))
+
+
 def test_a_model_without_conditional_form_is_refused():
     class Plain(gantk.GANModel):
         name = "plain"
