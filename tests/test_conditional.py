@@ -397,3 +397,14 @@ def test_class_accuracy_is_per_class_share_labelled_as_asked():
     assert out["class_accuracy_per_class"] == [0.75, 1.0, 2 / 3]
     assert out["class_accuracy_min"] == pytest.approx(2 / 3)
     assert out["class_accuracy"] == pytest.approx((0.75 + 1 + 2 / 3) / 3)
+
+
+def test_example_plugins_loss_and_penalties_work_conditionally(tmp_path):
+    pytest.importorskip("gantk_r1")
+    pytest.importorskip("gantk_relativistic")
+    from gantk.testing import use_plugins
+
+    p = _points_file(tmp_path / "pts.safetensors")
+    with use_plugins("gantk-r1", "gantk-relativistic"):
+        for loss, lip in (("ragan", "r1"), ("wasserstein", "dragan"), ("wasserstein", "wgan-div")):
+            check_trains(loss=loss, lipschitz=lip, data="tensorfile", data_options={"path": str(p)}, conditional=True)
