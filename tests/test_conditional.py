@@ -408,3 +408,37 @@ def test_example_plugins_loss_and_penalties_work_conditionally(tmp_path):
     with use_plugins("gantk-r1", "gantk-relativistic"):
         for loss, lip in (("ragan", "r1"), ("wasserstein", "dragan"), ("wasserstein", "wgan-div")):
             check_trains(loss=loss, lipschitz=lip, data="tensorfile", data_options={"path": str(p)}, conditional=True)
+
+
+def test_digits_protocol_scores_the_class_asked_for():
+    pytest.importorskip("sklearn")
+    import torch.nn.functional as F
+
+    from gantk import eval as ev
+
+    p = ev.DigitsProtocol(200, 0, size=16, epochs=1)
+    x_train, y_train, _, _ = ev.digits_split()
+    real16 = F.interpolate(x_train[:400], size=(16, 16), mode="bilinear", align_corners=False).clamp(-1, 1)
+    right = p.score(real16, labels=y_train[:400])
+    wrong = p.score(real16, labels=(y_train[:400] + 1) % 10)  # every digit "drawn" for the next class
+    assert right["class_accuracy"] > 0.5 > wrong["class_accuracy"]
+    assert len(right["class_accuracy_per_class"]) == 10 and len(right["fd_per_class"]) == 10
+    assert right["fd"] == wrong["fd"]  # the overall FD ignores the labels
+    assert np.mean(right["fd_per_class"]) < np.mean(wrong["fd_per_class"])
+    assert "class_accuracy" not in p.score(real16)
+
+
+def test_conditional_digits_run_is_evaluated_per_class(tmp_path):
+    pytest.importorskip("sklearn")
+    from gantk import eval as ev
+
+    cfg = gantk.make_config(preset="digits", conditional=True, steps=1, n_critic=1, out=str(tmp_path), name="d",
+                            device="cpu", image_every=0, checkpoint_every=0, log_every=1, model_options={"width": 4})
+    cb = ev.EvalCallback(every=1, n=60, classifier_epochs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = Trainer(cfg, callbacks=[cb]).train()
+    rec = json.loads((res.run_dir / "eval.jsonl").read_text())
+    assert len(rec["class_accuracy_per_class"]) == 10 and "critic_w" in rec
+    d = ev.evaluate(res.run_dir, n=60, classifier_epochs=1, features=None)
+    assert 0 <= d["class_accuracy_min"] <= d["class_accuracy"] <= 1

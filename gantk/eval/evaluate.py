@@ -258,6 +258,7 @@ METRIC_NOTES: dict[str, str] = {
     "class_accuracy": "conditional runs: share of the samples drawn for class c the classifier labels c, mean over classes",
     "class_accuracy_min": "conditional runs: the worst class's accuracy",
     "class_accuracy_per_class": "conditional runs: the accuracy of each class 0..K-1",
+    "fd_per_class": "conditional runs: FD of each class's samples vs the held-out digits of that class (about 54)",
     "precision": "generated samples inside the real data's k-NN balls (fidelity)",
     "recall": "real samples inside the generated k-NN balls (diversity)",
     "density": "k-NN ball memberships per generated sample / k (≈ 1 when alike)",

@@ -201,7 +201,8 @@ class DigitsProtocol(Protocol):
     ``inception`` ("skipped: ..."); a name requires that extractor; None adds nothing.
 
     A conditional run's samples come with the digit each was drawn for: ``score`` then
-    adds :func:`class_accuracy` (the classifier's verdict per class)."""
+    adds :func:`class_accuracy` (the classifier's verdict per class) and
+    ``fd_per_class`` (each class's samples against the held-out digits of that class)."""
 
     name = "digits"
     description = "classifier-feature FD, KID, classes and PRDC for scikit-learn's digits"
@@ -252,6 +253,7 @@ class DigitsProtocol(Protocol):
         self.scale = float(np.sqrt((train_feats ** 2).mean()))
         train_feats /= self.scale
         self.real_feats = classifier_features(self.net, x_test)[0] / self.scale
+        self.real_classes = y_test.cpu().numpy()  # the held-out digits' own labels (per-class FD)
         self.fd_floor = metrics.frechet_distance(train_feats, self.real_feats)
         self.kid_floor = metrics.kernel_inception_distance(train_feats, self.real_feats, seed=seed)[0]
         if self.extractor is not None:
@@ -261,6 +263,16 @@ class DigitsProtocol(Protocol):
                 held = F.interpolate(held, size=(size, size), mode="bilinear", align_corners=False).clamp(-1, 1)
             self.ext_real = real_features(self.extractor, held, f"digits held-out split, size {size}",
                                           batch_size=batch_size, cache=cache)
+
+    def _fd_per_class(self, feats: np.ndarray, y: np.ndarray) -> list[float | None]:
+        """FD of the samples drawn for class c against the held-out digits of class c
+        (about 54 each, so biased upwards against ``fd``; compare classes and runs at
+        the same N). None for a class with fewer than two samples on either side."""
+        out: list[float | None] = []
+        for c in range(10):
+            a, b = feats[y == c], self.real_feats[self.real_classes == c]
+            out.append(metrics.frechet_distance(a, b) if len(a) > 1 and len(b) > 1 else None)
+        return out
 
     def score(self, fake, labels=None):
         check_finite(fake)
@@ -284,6 +296,7 @@ class DigitsProtocol(Protocol):
             out.update(metrics.prdc(self.real_feats[:m], feats[:m], k=PRDC_K))
         if labels is not None:
             out.update(class_accuracy(classes, labels))
+            out["fd_per_class"] = self._fd_per_class(feats, labels.cpu().numpy())
         if self.skipped is not None:
             out["inception"] = self.skipped
         if self.extractor is not None:
