@@ -13,7 +13,7 @@ Each (variant, seed) is one ``gantk train`` process (``--threads`` torch threads
 so an interrupted table resumes and ``--score-only`` re-scores finished runs.
 
     python benchmarks/quality/conditional_digits.py --device cpu --jobs 3 --seeds 0,1,2 \\
-        [--baseline] [--steps 3000] [--runs /tmp/cond-digits] [--json benchmarks/quality/conditional_digits.json]
+        [--baseline] [--inception] [--steps 3000] [--runs /tmp/cond-digits] [--json benchmarks/quality/conditional_digits.json]
 
 On a GPU machine: ``--device cuda --jobs 6 --threads 2``.
 """
@@ -59,13 +59,15 @@ def train(job: dict) -> dict:
         t = time.perf_counter() - t0
         if rc != 0:
             return {**job, "error": f"gantk train exited {rc} (see {job['name']}.log)"}
-    out = subprocess.run([sys.executable, "-m", "gantk", "eval", str(run), "-n", str(N_EVAL), "--seed", "0",
-                          "--json"], capture_output=True, text=True, env=_env())
+    cmd = [sys.executable, "-m", "gantk", "eval", str(run), "-n", str(N_EVAL), "--seed", "0", "--json"]
+    if not job["inception"]:  # the classifier's numbers only (Inception takes minutes per run on a CPU)
+        cmd += ["--features", "digits"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=_env())
     if out.returncode != 0:
         return {**job, "error": f"gantk eval exited {out.returncode}: {out.stderr.strip()[-300:]}"}
     res = json.loads(out.stdout)
     keep = ("fd", "fd_floor", "kid", "classes_covered", "class_accuracy", "class_accuracy_min",
-            "class_accuracy_per_class", "precision", "recall")
+            "class_accuracy_per_class", "fd_per_class", "precision", "recall", "inception_fid")
     metrics = res.get("metrics", res)
     return {**job, "train_s": t, **{k: metrics.get(k) for k in keep if k in metrics}}
 
@@ -80,6 +82,7 @@ def main() -> None:
     ap.add_argument("--baseline", action="store_true", help="also train the unconditional digits preset")
     ap.add_argument("--runs", default="/tmp/gantk-conditional-digits")
     ap.add_argument("--score-only", action="store_true", help="score finished runs, train nothing")
+    ap.add_argument("--inception", action="store_true", help="also Inception FID (needs its weights; slow on a CPU)")
     ap.add_argument("--json", default=None, help="write the rows and the run metadata here")
     a = ap.parse_args()
     Path(a.runs).mkdir(parents=True, exist_ok=True)
@@ -88,6 +91,7 @@ def main() -> None:
         for seed in (int(s) for s in a.seeds.split(",")):
             jobs.append({"variant": variant, "conditional": variant == "conditional", "seed": seed,
                          "steps": a.steps, "device": a.device, "threads": a.threads, "runs": a.runs,
+                         "inception": a.inception,
                          "name": f"{variant}-seed{seed}"})
     if a.score_only:
         jobs = [j for j in jobs if (Path(a.runs) / j["name"] / "checkpoints").is_dir()]
