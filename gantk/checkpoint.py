@@ -43,6 +43,8 @@ _STEP_RE = re.compile(r"^step-(\d+)\.safetensors$")
 MAX_STEP = 10**12
 MAX_DATA_DIMS, MAX_DATA_SIDE, MAX_DATA_NUMEL = 4, 65536, 2**24
 MAX_LATENT = 65536
+#: classes a conditional checkpoint may name at most, and the length of one name
+MAX_CLASSES, MAX_CLASS_NAME = 100_000, 200
 #: the optimizer state kept per parameter that must be there after step 0, by optimizer
 #: type (a resume without it would silently restart the optimizer's averages)
 _STATE_KEYS: dict[type, Callable[[dict], set[str]]] = {
@@ -346,6 +348,39 @@ def _extra_problem(extra: Any, config: TrainConfig) -> str | None:
         return f"components must map kinds to names, plugins and versions, got {_short(components)}"
     if extra.get("model") and config.model and extra["model"] != config.model:
         return f"model {_short(extra['model'])} differs from the config's model {_short(config.model)}"
+    return _classes_problem(extra, config)
+
+
+def class_record(num_classes: int, class_names: tuple[str, ...] | None) -> dict[str, Any]:
+    """What a conditional run records of its classes (checkpoint ``extra`` and
+    config.json): ``num_classes`` and ``class_names`` (a list, or null); nothing for an
+    unconditional run."""
+    if not num_classes:
+        return {}
+    return {"num_classes": num_classes, "class_names": list(class_names) if class_names is not None else None}
+
+
+def class_names_of(ck: Checkpoint) -> list[str]:
+    """The classes of a conditional checkpoint by index: their names, or "0", "1", ..."""
+    extra = ck.meta.get("extra", {})
+    k = extra.get("num_classes") or 0
+    return list(extra.get("class_names") or [str(i) for i in range(k)])
+
+
+def _classes_problem(extra: dict, config: TrainConfig) -> str | None:
+    k, names = extra.get("num_classes"), extra.get("class_names")
+    if k is None:
+        if config.conditional:
+            return "num_classes is missing from a conditional run's checkpoint"
+        return None if names is None else "class_names without num_classes"
+    if not config.conditional:
+        return f"num_classes {_short(k)} in the checkpoint of an unconditional run"
+    if not (_is_index(k) and 1 <= k <= MAX_CLASSES):
+        return f"num_classes must be an integer in [1, {MAX_CLASSES}], got {_short(k)}"
+    if names is not None and not (isinstance(names, list) and len(names) == k and all(
+            isinstance(n, str) and 0 < len(n) <= MAX_CLASS_NAME and n.isprintable() for n in names)
+            and len(set(names)) == k):
+        return f"class_names must be {k} distinct printable names, got {_short(names)}"
     return None
 
 
@@ -520,8 +555,12 @@ def _check_networks(ck: Checkpoint) -> None:
         raise CheckpointError(f"{ck.path}: corrupt checkpoint metadata (run config: {exc})") from None
     if reason:
         raise CheckpointError(f"{ck.path}: model {_short(name)} cannot handle its data shape {shape}: {reason}")
-    G = memory.meta_module(lambda: model.build_generator(shape, latent))
-    D = memory.meta_module(lambda: enforcer.prepare_critic(model.build_critic(shape))) if enforcer else None
+    k = extra.get("num_classes") or 0
+    if k and not model.conditional:
+        raise CheckpointError(f"{ck.path}: model {_short(name)} has no class-conditional form, but the checkpoint "
+                              f"holds a conditional run of {k} classes")
+    G = memory.meta_module(lambda: model.make_generator(shape, latent, k))
+    D = memory.meta_module(lambda: enforcer.prepare_critic(model.make_critic(shape, k))) if enforcer else None
     copies = 2 if any(k.startswith("generator_ema.") for k in ck.tensors) else 1
     memory.check_fits(copies * memory.tensor_bytes(G) + memory.tensor_bytes(D),
                       f"model {_short(name)} of {ck.path} (its config's model options)", CheckpointError)

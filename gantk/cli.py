@@ -381,6 +381,7 @@ def sample(
     each: Annotated[bool, typer.Option("--each", help="Image runs: write every sample as its own PNG (native size) into the folder -o (new or empty).")] = False,
     raw: Annotated[bool, typer.Option("--raw", help="Use the generator's own weights, not the weight average the run kept (--ema).")] = False,
     truncation: Annotated[float, typer.Option("--truncation", metavar="PSI", help="The truncation trick: latents drawn closer to their mean (z ← ψ·z), trading variety for fidelity; 1 is off.")] = 1.0,
+    cls: Annotated[Optional[str], typer.Option("--class", metavar="CLASS", help="Conditional runs: draw this class only (its name or index); without it the classes take turns and a .png has one row per class.")] = None,
 ) -> None:
     """Draw samples from a trained generator."""
     with _handle_errors():
@@ -398,8 +399,9 @@ def sample(
             raise typer.BadParameter(f"must lie in (0, 1], got {truncation}", param_hint="--truncation")
         _load_plugins()
         res = draw_samples(checkpoint, n, output, seed=seed, device=device, each=each, raw=raw,
-                           truncation=truncation)
+                           truncation=truncation, cls=cls)
     what = "PNG files" if each else "samples"
+    what += f" of class {res.cls}" if res.cls is not None else ""
     avg = " (weight average)" if res.weights == "ema" else ""
     out.print(f"wrote {res.n} {what} of shape {res.shape} from step {res.step}{avg} to {res.path}", highlight=False)
 
@@ -439,7 +441,8 @@ def export(
     with _handle_errors():
         _load_plugins()
         res = export_generator(checkpoint, output, raw=raw)
-    out.print(f"wrote {res.path} ({res.format}; input (B, {res.latent_dim}) latents, output (B, "
+    labels = f" and (B,) class indices 0..{res.num_classes - 1}" if res.num_classes else ""
+    out.print(f"wrote {res.path} ({res.format}; input (B, {res.latent_dim}) latents{labels}, output (B, "
               f"{', '.join(map(str, res.shape))}) samples; step {res.step})", highlight=False)
 
 

@@ -11,6 +11,9 @@ Each component class has
 
 An instance is created with ``Cls(**options)``; the validated options are in
 ``self.opts``.
+
+The module is long because it is the whole contract plugins code against: each base
+class keeps its documented attributes and defaults beside the methods that use them.
 """
 from __future__ import annotations
 
@@ -203,9 +206,18 @@ class GANModel(Component):
     noise to (B, *data_shape) samples. ``build_critic(data_shape)`` returns a module
     mapping (B, *data_shape) to (B,) or (B, 1) scores. ``supports(data_shape)`` says
     whether the family can handle the shape (return a reason string when it cannot).
+
+    Class-conditional models (``--conditional``) set ``conditional = True`` and accept a
+    keyword ``num_classes`` (K ≥ 1) in both builders; with it the generator is called
+    as ``G(z, y)`` and the critic as ``D(x, y)``, ``y`` a (B,) int64 tensor of class
+    indices. gantk builds through :meth:`make_generator` and :meth:`make_critic`, which
+    pass ``num_classes`` only to a conditional run, so an unconditional model needs no
+    change.
     """
 
     kind = "model"
+    #: True when the builders take ``num_classes`` and build class-conditional networks
+    conditional: ClassVar[bool] = False
     #: latent size used when neither the user nor the dataset chooses one
     default_latent_dim: ClassVar[int] = 128
     #: True when the critic's score of a sample depends on the other samples of its
@@ -222,6 +234,26 @@ class GANModel(Component):
     def build_critic(self, data_shape: tuple[int, ...]) -> nn.Module:
         raise NotImplementedError
 
+    def make_generator(self, data_shape: tuple[int, ...], latent_dim: int, num_classes: int = 0) -> nn.Module:
+        """The generator: unconditional for ``num_classes`` 0, else ``G(z, y)`` over
+        ``num_classes`` classes (refused for a model that is not ``conditional``)."""
+        if not num_classes:
+            return self.build_generator(data_shape, latent_dim)
+        self._check_conditional()
+        return self.build_generator(data_shape, latent_dim, num_classes=num_classes)
+
+    def make_critic(self, data_shape: tuple[int, ...], num_classes: int = 0) -> nn.Module:
+        """The critic: unconditional for ``num_classes`` 0, else ``D(x, y)``."""
+        if not num_classes:
+            return self.build_critic(data_shape)
+        self._check_conditional()
+        return self.build_critic(data_shape, num_classes=num_classes)
+
+    def _check_conditional(self) -> None:
+        if not self.conditional:
+            raise UsageError(f"model {self.name!r} has no class-conditional form (--conditional); "
+                             "the built-in mlp, dcgan and resnet have one")
+
 
 class Dataset(Component):
     """A source of training samples.
@@ -232,6 +264,11 @@ class Dataset(Component):
     ``latent_dim`` (or None) suggests a latent size to the model.
 
     A dataset that reads files sets the ``path`` option and overrides ``can_open``.
+
+    Labelled data: ``load`` also sets ``self.labels`` (a 1-D int64 tensor, one class
+    index in 0..K−1 per sample) and ``self.class_names`` (a tuple of K names, or None:
+    the names are then the indices). Both stay None for unlabelled data; a run with
+    ``--conditional`` refuses such data.
     """
 
     kind = "dataset"
@@ -252,6 +289,10 @@ class Dataset(Component):
     #: the registered evaluation protocol that scores runs on this data (``gantk eval``);
     #: None lets a protocol that accepts the sample shape take it (2-D points: W1)
     protocol: ClassVar[str | None] = None
+    #: one class index per sample (1-D int64), set by ``load`` for labelled data
+    labels: torch.Tensor | None = None
+    #: the classes' names, index order (None: unlabelled, or the names are the indices)
+    class_names: tuple[str, ...] | None = None
 
     @classmethod
     def can_open(cls, path: os.PathLike | str) -> bool:
@@ -299,6 +340,9 @@ class Protocol:
     description: ClassVar[str] = ""
     #: generated sets :meth:`score` takes (a list when more than one)
     draws: int = 1
+    #: True when :meth:`score` takes ``labels=``: the classes a conditional run's
+    #: samples were drawn for (a (N,) int64 tensor; the classes in turn, 0..K−1, 0, ...)
+    uses_labels: ClassVar[bool] = False
 
     @classmethod
     def accepts(cls, data_shape: tuple[int, ...]) -> bool:
@@ -310,7 +354,9 @@ class Protocol:
     def from_request(cls, req: ProtocolRequest) -> Protocol:
         raise NotImplementedError
 
-    def score(self, fake: Any) -> dict[str, Any]:
+    def score(self, fake: Any, labels: torch.Tensor | None = None) -> dict[str, Any]:
+        """Numbers for the generated samples ``fake``; ``labels`` (conditional runs, and
+        only for a protocol that sets ``uses_labels``) the class each was drawn for."""
         raise NotImplementedError
 
 

@@ -33,6 +33,9 @@ from .presets import DEFAULT_PRESET, PRESETS
 LR_DECAYS = ("none", "linear")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 AMP_MODES = ("off", "bf16")
+#: what a run's config.json holds beside the config: the plugins that provide its
+#: components, and a conditional run's classes
+RECORD_KEYS = ("components", "num_classes", "class_names")
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,10 @@ class TrainConfig:
                                         dict)
     model: str | None = _opt(None, Option("Model family (a registered name).", default="mlp for points, dcgan for images"))
     model_options: dict[str, Any] = _opt(None, Option("Options of the model (-O model.KEY=VALUE).", flag=""), dict)
+    conditional: bool = _opt(False, Option(
+        "Class-conditional GAN on labelled data (digits; .safetensors/.npz with a labels array; image folders "
+        "with class subfolders): the generator draws a given class, the critic has a projection head.",
+        default="off"))
     loss: str = _opt("wasserstein", Option(
         "Adversarial loss (a registered name).", default="from the preset"))
     loss_options: dict[str, Any] = _opt(None, Option("Options of the loss (-O loss.KEY=VALUE).", flag=""), dict)
@@ -202,7 +209,8 @@ class TrainConfig:
             raise ConfigError(f"run config is not valid JSON: {exc}") from None
         if not isinstance(d, dict):
             raise ConfigError("run config is not a JSON object")
-        d.pop("components", None)  # config.json's record of the plugins that provide them
+        for key in RECORD_KEYS:  # config.json's record of the plugins that provide them, and the classes
+            d.pop(key, None)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -339,7 +347,7 @@ def _num(x: float | int) -> str:
 
 #: the groups of ``gantk train --help``, in order, and the options in each
 PANELS: dict[str, tuple[str, ...]] = {
-    "Data and model": ("data", "model", "latent_dim", "resolution", "channels", "option"),
+    "Data and model": ("data", "model", "conditional", "latent_dim", "resolution", "channels", "option"),
     "Loss and Lipschitz": ("loss", "lipschitz", "preset", "lambda_", "clip", "allow_batchnorm", "penalty_every"),
     "Optimisation": ("steps", "batch_size", "n_critic", "optimizer", "lr", "lr_decay", "lr_floor", "betas", "ema",
                      "seed"),
@@ -428,7 +436,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"--config {p}: not valid {'JSON' if p.suffix.lower() == '.json' else 'TOML'} ({exc})") from None
     if not isinstance(data, dict):
         raise UsageError(f"--config {p}: expected a table of settings")
-    data.pop("components", None)  # a run's config.json records its plugins there
+    for key in RECORD_KEYS:  # a run's config.json records its plugins and classes there
+        data.pop(key, None)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     for key in data:
         if key not in names:

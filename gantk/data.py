@@ -51,25 +51,40 @@ def load_samples(data: str, options: dict[str, Any] | None = None, seed: int = 0
 
 class BatchSampler:
     """Random batches without replacement within an epoch, reshuffled each epoch with
-    its own generator (so runs are reproducible and resumable)."""
+    its own generator (so runs are reproducible and resumable). ``labels`` (one class
+    index per sample) travel with their samples: :meth:`next_with_labels`."""
 
-    def __init__(self, data: torch.Tensor, batch_size: int, generator: torch.Generator):
+    def __init__(self, data: torch.Tensor, batch_size: int, generator: torch.Generator,
+                 labels: torch.Tensor | None = None):
         if batch_size > data.shape[0]:
             raise DataError(f"--batch-size {batch_size} is larger than the data ({data.shape[0]} samples)")
+        if labels is not None and tuple(labels.shape) != (data.shape[0],):
+            raise DataError(f"labels of shape {tuple(labels.shape)} do not match the {data.shape[0]} samples")
         self.data = data
+        self.labels = None if labels is None else labels.to(data.device)
         self.batch_size = batch_size
         self.g = generator
         self._perm: torch.Tensor | None = None
         self._pos = 0
 
     def next(self) -> torch.Tensor:
+        return self.data.index_select(0, self.next_indices())
+
+    def next_with_labels(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The next batch and its labels (None for unlabelled data)."""
+        idx = self.next_indices()
+        y = None if self.labels is None else self.labels.index_select(0, idx)
+        return self.data.index_select(0, idx), y
+
+    def next_indices(self) -> torch.Tensor:
+        """The indices of the next batch (the same draws :meth:`next` makes)."""
         n = self.data.shape[0]
         if self._perm is None or self._pos + self.batch_size > n:
             self._perm = torch.randperm(n, generator=self.g).to(self.data.device)
             self._pos = 0
         idx = self._perm[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
-        return self.data.index_select(0, idx)
+        return idx
 
     def state(self) -> dict[str, torch.Tensor]:
         perm = self._perm if self._perm is not None else torch.empty(0, dtype=torch.long)

@@ -139,3 +139,24 @@ def save_samples_picture(path: str | Path, samples: torch.Tensor, modality: str,
     if modality == "image":
         return save_image_grid(path, samples)
     return plot_tensor_samples(path, samples, title=title)
+
+
+def class_rows(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, int]:
+    """Images arranged for a grid with one row per class (class 0 on top), each row
+    as long as the largest class's count; short rows are filled with blank (white)
+    cells. Returns (images in grid order, row length)."""
+    labels = labels.cpu()
+    per_row = max(1, int(torch.bincount(labels, minlength=num_classes).max()))
+    blank = torch.ones_like(images[:1])
+    cells = []
+    for c in range(num_classes):
+        row = images[(labels == c).nonzero().flatten()]
+        cells += [row, blank.expand(per_row - row.shape[0], *images.shape[1:])]
+    return torch.cat(cells), per_row
+
+
+def save_class_grid(path: str | Path, images: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
+                    title: str | None = None) -> Path:
+    """A grid of (N, C, H, W) images with one row per class of ``labels``."""
+    grid, per_row = class_rows(images.detach().float().cpu(), labels, num_classes)
+    return save_image_grid(path, grid, nrow=per_row)

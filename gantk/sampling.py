@@ -32,6 +32,7 @@ class SampleResult:
     checkpoint: Path
     shape: tuple[int, ...]
     weights: str = "raw"  # "ema": the run's weight average (--ema)
+    cls: str | None = None  # the class drawn (--class), by name
 
 
 def load_generator(checkpoint: str | Path, device: str | torch.device = "cpu", *, raw: bool = False):
@@ -56,7 +57,7 @@ def load_generator(checkpoint: str | Path, device: str | torch.device = "cpu", *
         raise CheckpointError(f"{path}: checkpoint lacks the data shape or latent size")
     model_name = meta.get("model") or cfg.model or "mlp"
     model = get_registry("model").get(model_name)(**cfg.model_options)
-    G = _build_generator(path, model, data_shape, latent)
+    G = _build_generator(path, model, data_shape, latent, num_classes_of(ck))
     ckpt_mod.check_module_state(ck, prefix, G)
     try:
         G.load_state_dict(ck.module_state(prefix))
@@ -65,11 +66,11 @@ def load_generator(checkpoint: str | Path, device: str | torch.device = "cpu", *
     return G.to(device).eval(), ck, data_shape, latent
 
 
-def _build_generator(path: Path, model, data_shape: tuple[int, ...], latent: int) -> nn.Module:
+def _build_generator(path: Path, model, data_shape: tuple[int, ...], latent: int, num_classes: int = 0) -> nn.Module:
     """The model's generator, built for real only after its meta-device twin showed
     that its weights fit in memory."""
     def build() -> nn.Module:
-        return model.build_generator(data_shape, latent)
+        return model.make_generator(data_shape, latent, num_classes)
 
     reason = model.supports(data_shape)
     if reason:
@@ -81,6 +82,38 @@ def _build_generator(path: Path, model, data_shape: tuple[int, ...], latent: int
     except (TypeError, ValueError, OverflowError, RuntimeError) as exc:  # options the model's code cannot take
         raise CheckpointError(f"{path}: cannot build the generator of model {model.name!r} from its config "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def num_classes_of(ck: ckpt_mod.Checkpoint) -> int:
+    """The classes a checkpoint's generator is conditioned on (0: unconditional)."""
+    return int(ck.meta.get("extra", {}).get("num_classes") or 0)
+
+
+def resolve_class(ck: ckpt_mod.Checkpoint, text: str | int) -> int:
+    """``--class`` (a class name, or an index 0..K−1) → the class index; one-line
+    :class:`UsageError` for an unconditional run or a class it does not have."""
+    k = num_classes_of(ck)
+    if not k:
+        raise UsageError(f"--class needs a class-conditional run (--conditional); {ck.path} is unconditional")
+    names = ckpt_mod.class_names_of(ck)
+    text = str(text)
+    if text in names:
+        return names.index(text)
+    if text.isdigit() and int(text) < k:
+        return int(text)
+    shown = ", ".join(names[:20]) + (", ..." if k > 20 else "")
+    raise UsageError(f"--class {text!r}: this run has no such class (its {k} classes: {shown})")
+
+
+def class_labels(n: int, num_classes: int, cls: int | None = None) -> torch.Tensor | None:
+    """Labels for ``n`` samples of a conditional generator: all ``cls`` when given,
+    else the classes in turn (0, 1, ..., K−1, 0, ...), so every class gets n/K of them;
+    None for an unconditional one."""
+    if not num_classes:
+        return None
+    if cls is not None:
+        return torch.full((n,), cls, dtype=torch.long)
+    return torch.arange(n) % num_classes
 
 
 def has_average(ck: ckpt_mod.Checkpoint) -> bool:
@@ -100,23 +133,30 @@ def latents(n: int, latent_dim: int, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def run_generator(generator: nn.Module, z: torch.Tensor, device=None, batch_size: int = 1024) -> torch.Tensor:
-    """The generator's samples for latents ``z`` (float32, on the CPU), in chunks of
-    ``batch_size``, in eval mode; the module's mode is restored afterwards."""
+def run_generator(generator: nn.Module, z: torch.Tensor, device=None, batch_size: int = 1024,
+                  labels: torch.Tensor | None = None) -> torch.Tensor:
+    """The generator's samples for latents ``z`` (and, for a conditional generator,
+    their ``labels``) as float32 on the CPU, in chunks of ``batch_size``, in eval mode;
+    the module's mode is restored afterwards."""
     device = device if device is not None else next(iter(generator.parameters()), torch.empty(0)).device
     was = generator.training
     generator.eval()
     try:
-        xs = [generator(chunk.to(device)).float().cpu() for chunk in z.split(batch_size)]
+        if labels is None:
+            xs = [generator(chunk.to(device)).float().cpu() for chunk in z.split(batch_size)]
+        else:
+            xs = [generator(chunk.to(device), y.to(device)).float().cpu()
+                  for chunk, y in zip(z.split(batch_size), labels.split(batch_size))]
     finally:
         generator.train(was)
     return torch.cat(xs)
 
 
 def generate(generator: nn.Module, latent_dim: int, n: int, seed: int, device=None,
-             batch_size: int = 1024) -> torch.Tensor:
-    """``n`` samples from the latents :func:`latents` draws with ``seed``."""
-    return run_generator(generator, latents(n, latent_dim, seed), device, batch_size)
+             batch_size: int = 1024, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """``n`` samples from the latents :func:`latents` draws with ``seed`` (and the
+    ``labels`` of a conditional generator, see :func:`class_labels`)."""
+    return run_generator(generator, latents(n, latent_dim, seed), device, batch_size, labels)
 
 
 @torch.no_grad()
@@ -131,12 +171,16 @@ def sample(
     each: bool = False,
     raw: bool = False,
     truncation: float = 1.0,
+    cls: str | int | None = None,
 ) -> SampleResult:
     """Draw ``n`` samples with latents from ``seed`` and write them to ``output``
     (``.safetensors``: samples, latents, metadata; ``.npz``: the samples under
     ``arr_0``, images as uint8 (N, H, W, C) as the ADM and StudioGAN evaluators read
     them, other samples as float32; ``.png``: a scatter for 2-D points, a grid for
-    images). ``truncation`` ψ < 1 draws the latents closer to their mean (the truncation
+    images, one row per class for a conditional run). ``cls`` (a class name or index of a
+    conditional run) draws that class only; otherwise a conditional run's samples take
+    the classes in turn, and ``.safetensors`` / ``.npz`` store their ``labels``.
+    ``truncation`` ψ < 1 draws the latents closer to their mean (the truncation
     trick: z ← ψ·z for z ~ N(0, I), trading variety for fidelity). ``each=True`` (image runs only) makes ``output`` a folder (new
     or empty) that receives one PNG per sample at the native resolution,
     ``sample-00000.png``, ... The same checkpoint and seed give identical output."""
@@ -157,13 +201,15 @@ def sample(
             raise OutputError(f"cannot write {out}: folder {out.parent} does not exist")
     dev = resolve_device(device)
     G, ck, shape, latent = load_generator(checkpoint, dev, raw=raw)
+    k = num_classes_of(ck)
+    labels = class_labels(n, k, None if cls is None else resolve_class(ck, cls))
     if each and modality_of(shape) != "image":
         raise UsageError(f"--each writes one PNG per image, but this run's samples have shape {tuple(shape)} "
                          "(not images); write a .png or .safetensors file instead")
     # the latents, the samples and the output's copy of them
     memory.check_fits(4 * n * (latent + 2 * math.prod(shape)), f"{n} samples of shape {tuple(shape)}", UsageError)
     z = latents(n, latent, seed) * truncation if truncation != 1 else latents(n, latent, seed)
-    x = run_generator(G, z, dev, batch_size)
+    x = run_generator(G, z, dev, batch_size, labels)
     if not torch.isfinite(x).all():
         raise DataError(f"the generator of {ck.path} (step {ck.step}) produced NaN or infinite samples; "
                         "nothing written")
@@ -171,17 +217,28 @@ def sample(
         save_each(out, x)
     elif out.suffix.lower() == ".npz":
         with atomic_path(out) as tmp, open(tmp, "wb") as f:
-            np.savez(f, arr_0=_npz_array(x, modality_of(shape)))
+            arrays = {"arr_0": _npz_array(x, modality_of(shape))}
+            if labels is not None:
+                arrays["labels"] = labels.numpy()
+            np.savez(f, **arrays)
     elif out.suffix.lower() == ".safetensors":
         meta = {"checkpoint": path_text(ck.path), "step": str(ck.step), "seed": str(seed),
                 "weights": weights_used(ck, raw), "truncation": str(truncation),
                 "config": ck.config.to_json(), "format": "gantk-samples-1"}
+        tensors = {"samples": x.contiguous(), "latents": z.contiguous()}
+        if labels is not None:
+            tensors["labels"] = labels
+            meta["class_names"] = json.dumps(ckpt_mod.class_names_of(ck))
         with atomic_path(out) as tmp:
-            tmp.write_bytes(save({"samples": x.contiguous(), "latents": z.contiguous()}, metadata=meta))
+            tmp.write_bytes(save(tensors, metadata=meta))
     else:
         title = f"{n} samples, {ck.path.parent.parent.name} step {ck.step}, seed {seed}"
-        plots.save_samples_picture(out, x, modality_of(shape), title=title)
-    return SampleResult(out, n, ck.step, ck.path, tuple(shape), weights_used(ck, raw))
+        if labels is not None and cls is None and modality_of(shape) == "image":  # one row per class
+            plots.save_class_grid(out, x, labels, k, title=title)
+        else:
+            plots.save_samples_picture(out, x, modality_of(shape), title=title)
+    return SampleResult(out, n, ck.step, ck.path, tuple(shape), weights_used(ck, raw),
+                        None if cls is None else ckpt_mod.class_names_of(ck)[int(labels[0])])
 
 
 def _npz_array(x: torch.Tensor, modality: str) -> np.ndarray:
@@ -248,6 +305,7 @@ class ExportResult:
     latent_dim: int
     shape: tuple[int, ...]
     format: str  # "torch.export" or "torchscript"
+    num_classes: int = 0  # a conditional generator's classes: it takes (z, y)
 
 
 def export_generator(checkpoint: str | Path, output: str | Path, *, raw: bool = False) -> ExportResult:
@@ -255,21 +313,27 @@ def export_generator(checkpoint: str | Path, output: str | Path, *, raw: bool = 
     loads without gantk: ``.pt2`` with :func:`torch.export.export` (load it with
     ``torch.export.load(path).module()``), ``.pt`` as TorchScript (``torch.jit.load``).
     The batch size is dynamic; the file carries ``gantk.json`` (latent size, sample
-    shape, step) as extra data. Input: latents z ~ N(0, I) of shape (B, latent);
-    output: samples in the data's range (images in [−1, 1])."""
+    shape, step; a conditional run's ``num_classes`` and ``class_names``) as extra
+    data. Input: latents z ~ N(0, I) of shape (B, latent), and for a conditional run
+    the class indices y of shape (B,), int64; output: samples in the data's range (images in [−1, 1])."""
     out = Path(output)
     suffix = out.suffix.lower()
     if suffix not in (".pt2", ".pt"):
         raise UsageError(f"export writes .pt2 (torch.export) or .pt (TorchScript), got {out.name!r}")
     _refuse_run_files(out)
     G, ck, shape, latent = load_generator(checkpoint, "cpu", raw=raw)
+    k = num_classes_of(ck)
     meta = json.dumps({"latent_dim": latent, "data_shape": list(shape), "step": ck.step,
-                       "weights": weights_used(ck, raw), "gantk_checkpoint": path_text(ck.path)})
-    example = torch.randn(2, latent, generator=torch.Generator().manual_seed(0))
+                       "weights": weights_used(ck, raw), "gantk_checkpoint": path_text(ck.path),
+                       **ckpt_mod.class_record(k, tuple(ckpt_mod.class_names_of(ck)) if k else None)})
+    # a conditional generator takes (z, y): y a (B,) int64 tensor of class indices
+    example: tuple[torch.Tensor, ...] = (torch.randn(2, latent, generator=torch.Generator().manual_seed(0)),)
+    if k:
+        example += (torch.arange(2) % k,)
     try:
         if suffix == ".pt2":
             batch = torch.export.Dim("batch", min=1, max=1 << 20)
-            program = torch.export.export(G, (example,), dynamic_shapes=({0: batch},))
+            program = torch.export.export(G, example, dynamic_shapes=tuple({0: batch} for _ in example))
             buf = io.BytesIO()
             torch.export.save(program, buf, extra_files={"gantk.json": meta})
         else:
@@ -283,7 +347,7 @@ def export_generator(checkpoint: str | Path, output: str | Path, *, raw: bool = 
         other = ".pt (TorchScript)" if suffix == ".pt2" else ".pt2 (torch.export)"
         raise OutputError(f"cannot export this generator as {suffix} ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}); try {other}") from None
-    return ExportResult(out, ck.step, latent, tuple(shape), "torch.export" if suffix == ".pt2" else "torchscript")
+    return ExportResult(out, ck.step, latent, tuple(shape), "torch.export" if suffix == ".pt2" else "torchscript", k)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -317,7 +381,8 @@ def interpolate(checkpoint: str | Path, output: str | Path, *, rows: int = 4, st
     a, b = ends[:rows], ends[rows:]
     path = [slerp(a, b, t) if spherical else torch.lerp(a, b, t) for t in torch.linspace(0, 1, steps).tolist()]
     z = torch.stack(path, 1).reshape(rows * steps, latent)  # row-major: row r, step s
-    x = run_generator(G, z)
+    k = num_classes_of(ck)  # a conditional run: row r draws class r mod K
+    x = run_generator(G, z, labels=(torch.arange(rows) % k).repeat_interleave(steps) if k else None)
     if not torch.isfinite(x).all():
         raise DataError(f"the generator of {ck.path} produced NaN or infinite samples; nothing written")
     with atomic_path(out) as tmp:

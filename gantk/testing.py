@@ -288,13 +288,20 @@ def check_loss(loss: Any, *, batch_size: int = 16, seed: int = 0) -> None:
 
 # ------------------------------------------------------------------ models
 def check_model(model: Any, data_shape: tuple[int, ...], latent_dim: int, *, batch_size: int = 4,
-                seed: int = 0) -> tuple[nn.Module, nn.Module]:
+                seed: int = 0, num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
     """Check a :class:`gantk.GANModel` for one data shape: ``supports`` accepts it; the
     generator maps (B, latent_dim) noise to finite (B, *data_shape) samples that depend
     on the noise; the critic maps (B, *data_shape) to finite (B,) or (B, 1) scores,
     differentiable w.r.t. its input (gradient penalties need that) and, through the
     generator's samples, w.r.t. the generator's parameters. Returns (generator, critic).
+
+    ``num_classes`` K > 0 checks the conditional form instead (``G(z, y)``,
+    ``D(x, y)``): the same, with labels; the critic's scores change with the label, and
+    the generator's samples do, or (a new generator may treat every class alike, as
+    conditional batch norm does at its start) the gradients of its parameters do.
     """
+    if num_classes:
+        return _check_conditional_model(model, tuple(data_shape), latent_dim, batch_size, seed, num_classes)
     inst = _instance(model, "model")
     who = _label(inst)
     data_shape = tuple(data_shape)
@@ -336,11 +343,64 @@ def check_model(model: Any, data_shape: tuple[int, ...], latent_dim: int, *, bat
     return G, D
 
 
+def _check_conditional_model(model: Any, data_shape: tuple[int, ...], latent_dim: int, batch_size: int,
+                             seed: int, k: int) -> tuple[nn.Module, nn.Module]:
+    inst = _instance(model, "model")
+    who = _label(inst)
+    if not type(inst).conditional:
+        raise AssertionError(f"{who}: is not conditional (set conditional = True and accept num_classes)")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        G = _call(who, "build_generator(num_classes=...)", inst.make_generator, data_shape, latent_dim, k)
+        D = _call(who, "build_critic(num_classes=...)", inst.make_critic, data_shape, k)
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(batch_size, latent_dim, generator=gen)
+    y = torch.arange(batch_size) % k
+    other = (y + 1) % k
+    G.eval()  # batch statistics aside: the label alone must change the samples
+    x = _call(who, "the generator", G, z, y)
+    want = (batch_size, *data_shape)
+    if not isinstance(x, torch.Tensor) or tuple(x.shape) != want or not torch.isfinite(x).all():
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise AssertionError(f"{who}: G(z, y) should give finite samples of shape {want}, got {got}")
+    if k > 1 and torch.equal(x.detach(), G(z, other).detach()) and not _label_reaches(G, z, y, other):
+        raise AssertionError(f"{who}: the generator's samples do not depend on the label")
+    G.train()
+    real = torch.randn(want, generator=gen).requires_grad_(True)
+    s = _call(who, "the critic", D, real, y)
+    if not isinstance(s, torch.Tensor) or tuple(s.shape) not in ((batch_size,), (batch_size, 1)) \
+            or not torch.isfinite(s).all():
+        got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
+        raise AssertionError(f"{who}: D(x, y) should give finite scores of shape ({batch_size},), got {got}")
+    if k > 1 and torch.equal(s.detach(), D(real, other).detach()):
+        raise AssertionError(f"{who}: the critic's scores do not depend on the label")
+    _grads(s.sum(), [real], f"{who}: the critic's output w.r.t. its input (gradient penalties need it)")
+    g_params = [p for p in G.parameters() if p.requires_grad]
+    if g_params:
+        _grads(D(G(z, y), y).sum(), g_params, f"{who}: critic(generator(z, y), y) w.r.t. the generator's parameters")
+    return G, D
+
+
+def _label_reaches(G: nn.Module, z: torch.Tensor, y: torch.Tensor, other: torch.Tensor) -> bool:
+    """Whether the label reaches the generator's parameters: the gradients of its
+    output's sum differ between two labellings. (Conditional batch norm starts with the
+    same scale and offset for every class, so a new generator's samples need not
+    differ between classes yet; the parameters that will separate them get different
+    gradients.)"""
+    params = [p for p in G.parameters() if p.requires_grad]
+    if not params:
+        return False
+    g1 = torch.autograd.grad(G(z, y).sum(), params, allow_unused=True)
+    g2 = torch.autograd.grad(G(z, other).sum(), params, allow_unused=True)
+    return any((a is None) != (b is None) or (a is not None and not torch.equal(a, b)) for a, b in zip(g1, g2))
+
+
 # ------------------------------------------------------------------ datasets
 def check_dataset(dataset: Any, *, seed: int = 0) -> torch.Tensor:
     """Check a :class:`gantk.Dataset`: ``load(seed)`` returns a non-empty finite float
     tensor of shape (N, *sample_shape), the same for the same seed; image sets lie in
-    [-1, 1]. Returns the samples."""
+    [-1, 1]; labels, when ``load`` sets them, are N class indices (1-D int64, ≥ 0) with,
+    when named, one distinct name per class. Returns the samples."""
     inst = _instance(dataset, "dataset")
     who = _label(inst)
     x = _call(who, "load()", inst.load, seed)
@@ -353,7 +413,29 @@ def check_dataset(dataset: Any, *, seed: int = 0) -> torch.Tensor:
         raise AssertionError(f"{who}: load({seed}) is not deterministic")
     if type(inst).modality == "image" and (x.min() < -1 or x.max() > 1):
         raise AssertionError(f"{who}: an image set must lie in [-1, 1], got [{x.min().item()}, {x.max().item()}]")
+    _check_labels(who, inst, x.shape[0])
     return x
+
+
+def _check_labels(who: str, inst: Any, n: int) -> None:
+    """Labels, when ``load`` set them: N class indices (1-D int64, ≥ 0) and, when named,
+    one distinct name per class."""
+    y, names = getattr(inst, "labels", None), getattr(inst, "class_names", None)
+    if y is None:
+        if names is not None:
+            raise AssertionError(f"{who}: class_names without labels")
+        return
+    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or tuple(y.shape) != (n,):
+        got = f"{y.dtype}, shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
+        raise AssertionError(f"{who}: labels must be a 1-D int64 tensor of {n} class indices, got {got}")
+    if int(y.min()) < 0:
+        raise AssertionError(f"{who}: labels must be class indices >= 0, got {int(y.min())}")
+    if names is not None:
+        k = int(y.max()) + 1
+        if not (isinstance(names, tuple) and all(isinstance(c, str) for c in names) and len(set(names)) == len(names)
+                and len(names) >= k):
+            raise AssertionError(f"{who}: class_names must be a tuple of distinct names, one per class "
+                                 f"(at least {k}), got {names!r}")
 
 
 # ------------------------------------------------------------------ training

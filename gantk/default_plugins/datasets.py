@@ -2,6 +2,7 @@
 tensor files (.safetensors / .npy / .npz)."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import stat
@@ -111,6 +112,10 @@ class SwissRoll(_Toy):
 
 
 _TENSOR_SUFFIXES = (".safetensors", ".npy", ".npz")
+#: the array or tensor beside the samples that holds their class indices
+LABELS_KEY = "labels"
+#: classes a labelled data set may have at most
+MAX_CLASSES = 100_000
 #: the array or tensor a file with several is read from, when option ``key`` is not given
 PREFERRED_KEYS = ("samples", "images", "x")
 #: deflate never expands data more than about 1032-fold, so a zip member claiming a larger
@@ -184,21 +189,48 @@ def _read_npy(f: BinaryIO, size: int, where: str, holder: str = "the file") -> n
     return npy_format.read_array(f, allow_pickle=False)
 
 
-def _read_npz(f: BinaryIO, key: str, where: str) -> np.ndarray:
-    """One array of an .npz archive (see :func:`_pick_key`), its header checked against
-    the member's uncompressed size before it is read."""
+def _read_npz(f: BinaryIO, key: str, where: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """One array of an .npz archive (see :func:`_pick_key`; an array named
+    :data:`LABELS_KEY` is never the samples) and the labels array when it holds one,
+    each header checked against the member's uncompressed size before it is read."""
     with zipfile.ZipFile(f) as z:
         members = {i.filename[: -len(".npy")]: i for i in z.infolist() if i.filename.endswith(".npy")}
-        name = _pick_key(list(members), key, where, "array")
-        info = members[name]
-        member = f"{where}, array {name!r}"
-        if (info.compress_type == zipfile.ZIP_STORED and info.file_size > info.compress_size) or (
-                info.compress_type == zipfile.ZIP_DEFLATED
-                and info.file_size > _DEFLATE_MAX_RATIO * info.compress_size + 4096):
-            raise DataError(f"{member}: claims {info.file_size:,} bytes uncompressed from "
-                            f"{info.compress_size:,} compressed, more than its compression can give")
-        with z.open(info) as m:
-            return _read_npy(m, info.file_size, member, holder="the member")
+        name = _pick_key([n for n in members if n != LABELS_KEY], key, where, "array")
+
+        def read(name: str) -> np.ndarray:
+            info = members[name]
+            member = f"{where}, array {name!r}"
+            if (info.compress_type == zipfile.ZIP_STORED and info.file_size > info.compress_size) or (
+                    info.compress_type == zipfile.ZIP_DEFLATED
+                    and info.file_size > _DEFLATE_MAX_RATIO * info.compress_size + 4096):
+                raise DataError(f"{member}: claims {info.file_size:,} bytes uncompressed from "
+                                f"{info.compress_size:,} compressed, more than its compression can give")
+            with z.open(info) as m:
+                return _read_npy(m, info.file_size, member, holder="the member")
+
+        return read(name), (read(LABELS_KEY) if LABELS_KEY in members else None)
+
+
+def to_labels(arr: np.ndarray | torch.Tensor, n: int, where: str) -> torch.Tensor:
+    """A labels array → a 1-D int64 tensor of ``n`` class indices in [0, MAX_CLASSES);
+    a float array is taken when every value is a whole number."""
+    t = torch.from_numpy(np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("=")))) \
+        if isinstance(arr, np.ndarray) else arr
+    if t.dim() == 2 and t.shape[1] == 1:
+        t = t[:, 0]
+    if t.dim() != 1 or t.shape[0] != n:
+        raise DataError(f"{where}: labels of shape {tuple(t.shape)} do not match the {n} samples "
+                        "(one class index per sample)")
+    if t.dtype == torch.bool or t.is_complex():
+        raise DataError(f"{where}: labels of dtype {t.dtype} are not class indices")
+    if t.is_floating_point():
+        if not (torch.isfinite(t).all() and (t == t.round()).all()):
+            raise DataError(f"{where}: labels must be whole class indices, got fractional or non-finite values")
+    t = t.to(torch.int64) if t.is_floating_point() else t.long()
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= MAX_CLASSES):
+        raise DataError(f"{where}: labels must be class indices in [0, {MAX_CLASSES}), got values from "
+                        f"{int(t.min())} to {int(t.max())}")
+    return t
 
 
 def _to_float(arr: np.ndarray | torch.Tensor, where: str) -> torch.Tensor:
@@ -237,7 +269,12 @@ class TensorFile(Dataset):
     each .npz member's) is checked against the file's size before any data is read.
 
     Images stored channels-last, (N, H, W, C) with C in 1/3/4, are transposed to
-    (N, C, H, W) (see :meth:`is_channels_last`)."""
+    (N, C, H, W) (see :meth:`is_channels_last`).
+
+    Labels: a .safetensors or .npz file may hold, beside the samples, a tensor named
+    ``labels`` of N integer class indices (0..K−1); it sets ``labels`` (K is the
+    largest index + 1). A .safetensors file may name the classes in its metadata,
+    ``class_names`` holding a JSON list of K strings."""
 
     name = "tensorfile"
     description = "samples from a .safetensors / .npy / .npz file (--data path/to/file)"
@@ -261,7 +298,11 @@ class TensorFile(Dataset):
         return c in (1, 3, 4) and min(a, b) >= 4 and max(a, b) <= 4 * min(a, b)
 
     def load(self, seed: int = 0) -> torch.Tensor:
-        t = self._read()
+        t, labels, names = self._read()
+        self.labels = None if labels is None else to_labels(labels, t.shape[0], f"{self.opts['path']}, labels")
+        self.class_names = None
+        if names is not None and self.labels is not None:
+            self.class_names = _class_names(names, int(self.labels.max()) + 1, str(self.opts["path"]))
         if self.is_channels_last(tuple(t.shape)):
             n, h, w, c = t.shape
             warnings.warn(f"{self.opts['path']}: read ({n}, {h}, {w}, {c}) as channels-last images; "
@@ -269,7 +310,7 @@ class TensorFile(Dataset):
             t = t.permute(0, 3, 1, 2).contiguous()
         return t
 
-    def _read(self) -> torch.Tensor:
+    def _read(self) -> tuple[torch.Tensor, np.ndarray | torch.Tensor | None, str | None]:
         path = Path(self.opts["path"])
         key = self.opts["key"]
         where = str(path)
@@ -285,19 +326,36 @@ class TensorFile(Dataset):
         try:
             with f:
                 if suffix == ".npy":
-                    return _to_float(_read_npy(f, os.fstat(f.fileno()).st_size, where), where)
+                    return _to_float(_read_npy(f, os.fstat(f.fileno()).st_size, where), where), None, None
                 if suffix == ".npz":
-                    return _to_float(_read_npz(f, key, where), where)
+                    x, labels = _read_npz(f, key, where)
+                    return _to_float(x, where), labels, None
             # safetensors opens the file by name; it was a regular file an instant ago, and
             # its reader checks the header's offsets against the file's size
             with safe_open(where, framework="pt") as st:
-                name = _pick_key(list(st.keys()), key, where, "tensor")
-                return _to_float(st.get_tensor(name), where)
+                names = list(st.keys())
+                name = _pick_key([n for n in names if n != LABELS_KEY], key, where, "tensor")
+                labels = st.get_tensor(LABELS_KEY) if LABELS_KEY in names else None
+                return _to_float(st.get_tensor(name), where), labels, (st.metadata() or {}).get("class_names")
         except DataError:
             raise
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError, KeyError, SafetensorError,
                 MemoryError) as exc:
             raise DataError(f"{path}: cannot read tensor data ({type(exc).__name__}: {exc})") from None
+
+
+def _class_names(text: str, k: int, where: str) -> tuple[str, ...]:
+    """A JSON list of ``k`` distinct class names (short, printable) → a tuple."""
+    try:
+        names = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        names = None
+    if not (isinstance(names, list) and len(names) == k and all(
+            isinstance(n, str) and 0 < len(n) <= 200 and n.isprintable() for n in names)
+            and len(set(names)) == k):
+        raise DataError(f"{where}: metadata class_names must be a JSON list of {k} distinct names "
+                        f"(one per class index 0..{k - 1})")
+    return tuple(names)
 
 
 @hookimpl

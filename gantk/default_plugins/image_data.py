@@ -33,7 +33,8 @@ class Digits(Dataset):
 
     ``size`` 8 keeps the originals; 16 or 32 *upscales* them with bilinear
     interpolation (no padding), which gives smooth strokes and lets the dcgan/resnet
-    models use more layers. Needs scikit-learn (``pip install 'gantk[images]'``); the
+    models use more layers. Labelled: ``labels`` holds the digit each image shows,
+    ``class_names`` the names "0".."9". Needs scikit-learn (``pip install 'gantk[images]'``); the
     data ship inside it, so nothing is downloaded.
     """
 
@@ -54,7 +55,10 @@ class Digits(Dataset):
             from sklearn.datasets import load_digits
         except ImportError:
             raise DataError("the digits data set needs scikit-learn: pip install 'gantk[images]'") from None
-        pixels = load_digits().data  # (1797, 64) float64 in 0..16
+        bunch = load_digits()
+        pixels = bunch.data  # (1797, 64) float64 in 0..16
+        self.labels = torch.from_numpy(bunch.target).long()  # the digit each image shows
+        self.class_names = tuple(str(d) for d in range(10))
         x = torch.from_numpy(pixels).float().reshape(-1, 1, 8, 8).div_(8.0).sub_(1.0)
         size = self.opts["size"]
         if size != 8:

@@ -5,6 +5,11 @@ Both take square images (C, H, H) with C = 1 or 3 and H a power of two, map a la
 vector to images in [−1, 1] (tanh) and score images with a critic that returns (B,).
 Every weight layer is an ``nn.Linear`` / ``nn.Conv2d`` / ``nn.ConvTranspose2d``, so the
 ``sn`` enforcer's spectral normalization applies to them unchanged.
+
+Both have a class-conditional form (``--conditional``, :mod:`.conditional`): the
+generator's batch norms become class-conditional batch norms (a scale and offset per
+class), or, with ``generator_norm=none``, a class embedding is appended to z; the
+critic gets the projection head of Miyato & Koyama (2018), as in SN-GAN and BigGAN.
 """
 from __future__ import annotations
 
@@ -17,6 +22,10 @@ from torch import nn
 from ..components import GANModel
 from ..errors import ConfigError, UsageError
 from ..markers import hookimpl
+from .conditional import ConcatEmbedding, ConditionalBatchNorm2d, CondSequential, ProjectionCritic
+
+#: length of the class embedding a conditional generator without norm layers appends to z
+EMBED_DIM = 32
 
 _CHANNELS = (1, 3)
 
@@ -82,7 +91,7 @@ def _dcgan_init(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
 
@@ -109,6 +118,7 @@ class DCGAN(GANModel):
     description = "DCGAN generator and critic for square images 8..128 px (width 64, layer-norm critic)"
     options = {"width": 64, "critic_norm": "layer", "generator_norm": "batch"}
     default_latent_dim = 100  # the DCGAN paper's z
+    conditional = True
 
     def __init__(self, **opts):
         super().__init__(**opts)
@@ -124,27 +134,34 @@ class DCGAN(GANModel):
         """Channels at ``level`` halvings below the image side (level 1 = side / 2)."""
         return self.opts["width"] * min(2 ** (level - 1), 8)
 
-    def build_generator(self, data_shape, latent_dim):
+    def build_generator(self, data_shape, latent_dim, num_classes=0):
         c, side = _check_shape(self, data_shape)
         n_up = int(math.log2(side)) - 2  # 4 → side
         bn = self.opts["generator_norm"] == "batch"
         c0 = self._channels(n_up)
-        layers: list[nn.Module] = [
-            nn.Linear(latent_dim, c0 * 16, bias=not bn),
+
+        def norm(channels: int) -> nn.Module:
+            if not bn:
+                return nn.Identity()
+            return ConditionalBatchNorm2d(channels, num_classes) if num_classes else nn.BatchNorm2d(channels)
+
+        embed = num_classes and not bn  # no norm to condition: the class embedding joins z
+        layers: list[nn.Module] = [ConcatEmbedding(num_classes, EMBED_DIM)] if embed else []
+        layers += [
+            nn.Linear(latent_dim + (EMBED_DIM if embed else 0), c0 * 16, bias=not bn),
             nn.Unflatten(1, (c0, 4, 4)),
-            nn.BatchNorm2d(c0) if bn else nn.Identity(),
+            norm(c0),
             nn.ReLU(),
         ]
         for level in range(n_up, 1, -1):
             c_in, c_out = self._channels(level), self._channels(level - 1)
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=not bn),
-                       nn.BatchNorm2d(c_out) if bn else nn.Identity(), nn.ReLU()]
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=not bn), norm(c_out), nn.ReLU()]
         layers += [nn.ConvTranspose2d(self._channels(1), c, 4, 2, 1), nn.Tanh()]
-        net = nn.Sequential(*layers)
+        net = CondSequential(*layers) if num_classes else nn.Sequential(*layers)
         _dcgan_init(net)
         return net
 
-    def build_critic(self, data_shape):
+    def build_critic(self, data_shape, num_classes=0):
         c, side = _check_shape(self, data_shape)
         n_down = int(math.log2(side)) - 2  # side → 4
         norm = self.opts["critic_norm"]
@@ -153,8 +170,12 @@ class DCGAN(GANModel):
             c_in, c_out = self._channels(level - 1), self._channels(level)
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=norm == "none"), _norm2d(norm, c_out),
                        nn.LeakyReLU(0.2)]
-        layers += [nn.Conv2d(self._channels(n_down), 1, 4, 1, 0), _Flatten1()]
-        net = nn.Sequential(*layers)
+        head = [nn.Conv2d(self._channels(n_down), 1, 4, 1, 0), _Flatten1()]
+        if num_classes:  # the projection head on the 4×4 features (sum-pooled)
+            net = ProjectionCritic(nn.Sequential(*layers), nn.Sequential(*head), self._channels(n_down),
+                                   num_classes)
+        else:
+            net = nn.Sequential(*layers, *head)
         _dcgan_init(net)
         return net
 
@@ -168,25 +189,36 @@ class _ResBlock(nn.Module):
     after the second. The shortcut is the identity, or a 1×1 conv with the same
     resampling where the shape changes."""
 
-    def __init__(self, c_in: int, c_out: int, resample: str | None, norm: str):
+    def __init__(self, c_in: int, c_out: int, resample: str | None, norm: str, num_classes: int = 0):
         super().__init__()
         self.resample = resample
-        self.norm1 = _norm2d(norm, c_in)
+        self.norm1 = _cond_norm2d(norm, c_in, num_classes)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, 1, 1)
-        self.norm2 = _norm2d(norm, c_out)
+        self.norm2 = _cond_norm2d(norm, c_out, num_classes)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1)
         self.shortcut = nn.Conv2d(c_in, c_out, 1) if (c_in != c_out or resample) else nn.Identity()
 
-    def forward(self, x):
-        h = F.relu(self.norm1(x))
+    def forward(self, x, y=None):
+        h = F.relu(_apply(self.norm1, x, y))
         if self.resample == "up":
             h = F.interpolate(h, scale_factor=2, mode="nearest")
             x = F.interpolate(x, scale_factor=2, mode="nearest")
-        h = self.conv2(F.relu(self.norm2(self.conv1(h))))
+        h = self.conv2(F.relu(_apply(self.norm2, self.conv1(h), y)))
         s = self.shortcut(x)
         if self.resample == "down":
             h, s = F.avg_pool2d(h, 2), F.avg_pool2d(s, 2)
         return h + s
+
+
+def _cond_norm2d(kind: str, channels: int, num_classes: int) -> nn.Module:
+    """:func:`_norm2d`, with class-conditional batch norm for ``num_classes`` > 0."""
+    if kind == "batch" and num_classes:
+        return ConditionalBatchNorm2d(channels, num_classes)
+    return _norm2d(kind, channels)
+
+
+def _apply(norm: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    return norm(x, y) if isinstance(norm, ConditionalBatchNorm2d) else norm(x)
 
 
 class _FirstCriticBlock(nn.Module):
@@ -205,24 +237,36 @@ class _FirstCriticBlock(nn.Module):
 
 
 class _ResGenerator(nn.Module):
-    def __init__(self, latent_dim: int, c: int, side: int, width: int, bn: bool):
+    """``G(z)``, or ``G(z, y)`` with ``num_classes``: class-conditional batch norms, or
+    (no norm) a class embedding appended to z."""
+
+    def __init__(self, latent_dim: int, c: int, side: int, width: int, bn: bool, num_classes: int = 0):
         super().__init__()
         self.width = width
-        self.input = nn.Linear(latent_dim, 16 * width)
         norm = "batch" if bn else "none"
-        self.blocks = nn.Sequential(*[_ResBlock(width, width, "up", norm)
-                                      for _ in range(int(math.log2(side)) - 2)])
-        self.out_norm = _norm2d(norm, width)
+        self.embed = ConcatEmbedding(num_classes, EMBED_DIM) if num_classes and not bn else None
+        self.input = nn.Linear(latent_dim + (EMBED_DIM if self.embed is not None else 0), 16 * width)
+        # a ModuleList, not a Sequential, so the blocks can take y; the weights' names are the same
+        self.blocks = nn.ModuleList([_ResBlock(width, width, "up", norm, num_classes)
+                                     for _ in range(int(math.log2(side)) - 2)])
+        self.out_norm = _cond_norm2d(norm, width, num_classes)
         self.output = nn.Conv2d(width, c, 3, 1, 1)
 
-    def forward(self, z):
+    def forward(self, z, y=None):
+        if self.embed is not None:
+            z = self.embed(z, y)
         h = self.input(z).reshape(z.shape[0], self.width, 4, 4)
-        h = F.relu(self.out_norm(self.blocks(h)))
+        for block in self.blocks:
+            h = block(h, y)
+        h = F.relu(_apply(self.out_norm, h, y))
         return torch.tanh(self.output(h))
 
 
 class _ResCritic(nn.Module):
-    def __init__(self, c: int, side: int, width: int, norm: str):
+    """``D(x)``, or ``D(x, y)`` with ``num_classes``: the projection head on the
+    mean-pooled features."""
+
+    def __init__(self, c: int, side: int, width: int, norm: str, num_classes: int = 0):
         super().__init__()
         n_down = max(1, int(math.log2(side)) - 3)  # down to 8×8 (4×4 for 8×8 images)
         blocks: list[nn.Module] = [_FirstCriticBlock(c, width)]
@@ -230,10 +274,16 @@ class _ResCritic(nn.Module):
         blocks += [_ResBlock(width, width, None, norm) for _ in range(2)]
         self.blocks = nn.Sequential(*blocks)
         self.output = nn.Linear(width, 1)
+        self.embed = nn.Embedding(num_classes, width) if num_classes else None
+        if self.embed is not None:
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
 
-    def forward(self, x):
+    def forward(self, x, y=None):
         h = F.relu(self.blocks(x)).mean(dim=(2, 3))
-        return self.output(h).reshape(x.shape[0])
+        out = self.output(h).reshape(x.shape[0])
+        if self.embed is not None:  # projection: ⟨embed(y), pooled features⟩
+            out = out + (self.embed(y).to(h.dtype) * h).sum(dim=1)
+        return out
 
 
 class ResNet(GANModel):
@@ -253,6 +303,7 @@ class ResNet(GANModel):
     description = "WGAN-GP CIFAR-10 residual generator and critic, square images >= 8 px (width 128)"
     options = {"width": 128, "critic_norm": "none", "generator_norm": "batch"}
     default_latent_dim = 128
+    conditional = True
 
     def __init__(self, **opts):
         super().__init__(**opts)
@@ -264,13 +315,14 @@ class ResNet(GANModel):
     def supports(self, data_shape):
         return _image_reason(tuple(data_shape), 8, None)
 
-    def build_generator(self, data_shape, latent_dim):
+    def build_generator(self, data_shape, latent_dim, num_classes=0):
         c, side = _check_shape(self, data_shape)
-        return _ResGenerator(latent_dim, c, side, self.opts["width"], self.opts["generator_norm"] == "batch")
+        return _ResGenerator(latent_dim, c, side, self.opts["width"], self.opts["generator_norm"] == "batch",
+                             num_classes)
 
-    def build_critic(self, data_shape):
+    def build_critic(self, data_shape, num_classes=0):
         c, side = _check_shape(self, data_shape)
-        return _ResCritic(c, side, self.opts["width"], self.opts["critic_norm"])
+        return _ResCritic(c, side, self.opts["width"], self.opts["critic_norm"], num_classes)
 
 
 @hookimpl

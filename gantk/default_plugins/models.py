@@ -7,6 +7,10 @@ from torch import nn
 
 from ..components import GANModel
 from ..markers import hookimpl
+from .conditional import ConcatEmbedding, CondSequential
+
+#: length of the class embedding the conditional mlp appends to its inputs
+EMBED_DIM = 16
 
 
 #: hidden layers at most: sizing a network on the meta device takes as long as building
@@ -39,13 +43,16 @@ class MLP(GANModel):
     give the generator its own depth and width (0: the same as ``depth`` / ``width``);
     the toy sets recommend ``g_depth`` 4, which sharpens the modes for a few % more time
     per step (benchmarks/quality/RESULTS.md).
-    Works for any data shape (samples are flattened)."""
+    Works for any data shape (samples are flattened). Conditional (``--conditional``):
+    a learned class embedding of 16 values is concatenated to the generator's latent
+    and to the critic's flattened input."""
 
     name = "mlp"
     description = "MLP generator and critic, 3 hidden layers of 512, ReLU (WGAN-GP toy nets)"
     options = {"width": 512, "depth": 3, "g_depth": 0, "g_width": 0}
 
     default_latent_dim = 2
+    conditional = True
 
     def supports(self, data_shape):
         if self.opts["width"] < 1:
@@ -59,14 +66,20 @@ class MLP(GANModel):
             return f"option g_width must be >= 0 (0: same as width), got {self.opts['g_width']}"
         return super().supports(data_shape)
 
-    def build_generator(self, data_shape, latent_dim):
+    def build_generator(self, data_shape, latent_dim, num_classes=0):
         n = math.prod(data_shape)
         depth = self.opts["g_depth"] or self.opts["depth"]
         width = self.opts["g_width"] or self.opts["width"]
+        if num_classes:
+            return CondSequential(ConcatEmbedding(num_classes, EMBED_DIM),
+                                  *_mlp(latent_dim + EMBED_DIM, n, width, depth), _Reshape(data_shape))
         return nn.Sequential(*_mlp(latent_dim, n, width, depth), _Reshape(data_shape))
 
-    def build_critic(self, data_shape):
+    def build_critic(self, data_shape, num_classes=0):
         n = math.prod(data_shape)
+        if num_classes:
+            return CondSequential(ConcatEmbedding(num_classes, EMBED_DIM),
+                                  *_mlp(n + EMBED_DIM, 1, self.opts["width"], self.opts["depth"]), _Reshape(()))
         return nn.Sequential(nn.Flatten(), *_mlp(n, 1, self.opts["width"], self.opts["depth"]), _Reshape(()))
 
 

@@ -12,7 +12,7 @@ import torch
 from ..components import Protocol
 from ..errors import UsageError
 from ..fsutil import append_line, round_sig
-from ..sampling import generate
+from ..sampling import class_labels, generate
 from ..training import Callback
 from .digits import CLASSIFIER_EPOCHS
 from .evaluate import make_protocol
@@ -67,6 +67,7 @@ class EvalCallback(Callback):
                                       features_weights=self.features_weights, device=trainer.device)
         idx = torch.randperm(len(c.data), generator=torch.Generator().manual_seed(self.seed))[: self.n]
         self._critic_real = c.data[idx.to(c.data.device)]
+        self._critic_real_labels = None if c.labels is None else c.labels[idx.to(c.labels.device)]
 
     def _log_due(self, step: int) -> bool:
         cfg = self.trainer.cfg
@@ -101,14 +102,21 @@ class EvalCallback(Callback):
             self.evaluate_now(self.trainer.step)
 
     @torch.no_grad()
-    def _critic_w(self, fake: torch.Tensor) -> float:
+    def _critic_w(self, fake: torch.Tensor, labels: torch.Tensor | None = None) -> float:
         D = self.trainer.D
         was = D.training
         D.eval()
         try:
             dev = self._critic_real.device
-            real_scores = torch.cat([D(x).float().reshape(-1) for x in self._critic_real.split(1024)])
-            fake_scores = torch.cat([D(x.to(dev)).float().reshape(-1) for x in fake.split(1024)])
+            if labels is None:
+                real_scores = torch.cat([D(x).float().reshape(-1) for x in self._critic_real.split(1024)])
+                fake_scores = torch.cat([D(x.to(dev)).float().reshape(-1) for x in fake.split(1024)])
+            else:  # a conditional critic: each sample with its own label
+                real_y = self._critic_real_labels
+                real_scores = torch.cat([D(x, y).float().reshape(-1) for x, y in
+                                         zip(self._critic_real.split(1024), real_y.split(1024))])
+                fake_scores = torch.cat([D(x.to(dev), y.to(dev)).float().reshape(-1) for x, y in
+                                         zip(fake.split(1024), labels.split(1024))])
         finally:
             D.train(was)
         return float(real_scores.mean() - fake_scores.mean())
@@ -119,11 +127,13 @@ class EvalCallback(Callback):
             return self.records[-1]
         t0 = time.perf_counter()
         tr = self.trainer
-        fake = generate(tr.sample_generator, tr.c.latent_dim, self.n, self.seed, tr.device)
+        labels = class_labels(self.n, tr.c.num_classes)  # a conditional run: the classes in turn
+        fake = generate(tr.sample_generator, tr.c.latent_dim, self.n, self.seed, tr.device, labels=labels)
         rec: dict[str, Any] = {"step": step, "protocol": self.protocol.name, "n": self.n}
         if torch.isfinite(fake).all():
-            rec.update(self.protocol.score(fake))
-            rec["critic_w"] = self._critic_w(fake)
+            use = labels is not None and self.protocol.uses_labels
+            rec.update(self.protocol.score(fake, labels=labels) if use else self.protocol.score(fake))
+            rec["critic_w"] = self._critic_w(fake, labels)
         else:  # recorded, not raised: the trainer's own divergence check stops the run
             rec["error"] = "the generator produced NaN or infinite samples"
         if self._last_w is not None:

@@ -22,7 +22,7 @@ from ..data import load_samples, modality_of, resolve_dataset
 from ..default_plugins.image_data import IMAGE_SUFFIXES
 from ..errors import DataError, UnknownComponentError, UsageError
 from ..plugins import get_registry
-from ..sampling import generate, load_generator, weights_used
+from ..sampling import class_labels, generate, load_generator, num_classes_of, weights_used
 from ..training import resolve_device
 from .digits import CLASSIFIER_EPOCHS
 from .features import DEFAULT_BATCH, describe_extractor, extract_features, load_extractor, real_features
@@ -107,11 +107,16 @@ def make_protocol(
 
 
 def score_generator(proto: Protocol, generator: nn.Module, latent_dim: int, n: int, seed: int = 0,
-                    device=None) -> dict[str, Any]:
+                    device=None, num_classes: int = 0) -> dict[str, Any]:
     """Score ``generator`` with ``proto``: ``proto.draws`` sets of ``n`` samples, from
-    latent seeds :func:`latent_seed` (``seed``, k) (the first from ``seed`` itself)."""
-    fakes = [generate(generator, latent_dim, n, latent_seed(seed, k), device) for k in range(proto.draws)]
-    return proto.score(fakes if proto.draws > 1 else fakes[0])
+    latent seeds :func:`latent_seed` (``seed``, k) (the first from ``seed`` itself). A
+    conditional generator (``num_classes`` K) draws the classes in turn, n/K each, and
+    a protocol that ``uses_labels`` gets them."""
+    labels = class_labels(n, num_classes)
+    fakes = [generate(generator, latent_dim, n, latent_seed(seed, k), device, labels=labels)
+             for k in range(proto.draws)]
+    fake = fakes if proto.draws > 1 else fakes[0]
+    return proto.score(fake, labels=labels) if labels is not None and proto.uses_labels else proto.score(fake)
 
 
 def evaluate(
@@ -149,7 +154,7 @@ def evaluate(
                           classifier_epochs=classifier_epochs, cache=cache, draws=draws, features=features,
                           features_weights=features_weights, device=dev, batch_size=batch_size)
     n = getattr(proto, "n", None) or n or DEFAULT_N
-    res = score_generator(proto, G, latent, n, seed, dev)
+    res = score_generator(proto, G, latent, n, seed, dev, num_classes_of(ck))
     return {"protocol": proto.name, "data": cfg.data, "step": ck.step, "checkpoint": str(ck.path),
             "weights": weights_used(ck, raw), "n": n, "seed": seed, **res, "seconds": round(time.perf_counter() - t0, 3)}
 
@@ -250,6 +255,10 @@ METRIC_NOTES: dict[str, str] = {
     "kid_floor": "KID of real training-split vs held-out digits",
     "classes_covered": "digit classes among the generated samples (of 10)",
     "class_histogram": "generated samples per class 0..9",
+    "class_accuracy": "conditional runs: share of the samples drawn for class c the classifier labels c, mean over classes",
+    "class_accuracy_min": "conditional runs: the worst class's accuracy",
+    "class_accuracy_per_class": "conditional runs: the accuracy of each class 0..K-1",
+    "fd_per_class": "conditional runs: FD of each class's samples vs the held-out digits of that class (about 54)",
     "precision": "generated samples inside the real data's k-NN balls (fidelity)",
     "recall": "real samples inside the generated k-NN balls (diversity)",
     "density": "k-NN ball memberships per generated sample / k (≈ 1 when alike)",

@@ -171,6 +171,22 @@ class PointsProtocol(Protocol):
         return {"w1": metrics.wasserstein1(fake, self.real), "n_real": len(self.real)}
 
 
+def class_accuracy(predicted: np.ndarray, labels: torch.Tensor) -> dict[str, Any]:
+    """How well a conditional generator draws the class asked for: per class c, the
+    share of the samples drawn for c that the classifier labels c
+    (``class_accuracy_per_class``, one value per class index, None for a class with no
+    samples), their mean over the classes (``class_accuracy``) and the worst class
+    (``class_accuracy_min``)."""
+    y = labels.cpu().numpy()
+    per = []
+    for c in range(int(y.max()) + 1 if len(y) else 0):
+        drawn = y == c
+        per.append(float((predicted[drawn] == c).mean()) if drawn.any() else None)
+    have = [a for a in per if a is not None]
+    return {"class_accuracy": float(np.mean(have)) if have else None,
+            "class_accuracy_min": min(have) if have else None, "class_accuracy_per_class": per}
+
+
 class DigitsProtocol(Protocol):
     """Classifier-feature metrics for digits: FD and KID (generated vs held-out real),
     the generated class histogram, precision/recall/density/coverage (k = 5, on the
@@ -182,10 +198,15 @@ class DigitsProtocol(Protocol):
     (keys prefixed with its name, ``inception_fid``, ...): the first min(N, 540)
     held-out digits at the run's size against the generated ones. ``"auto"`` adds
     Inception's when its weights are found and otherwise says why not in the field
-    ``inception`` ("skipped: ..."); a name requires that extractor; None adds nothing."""
+    ``inception`` ("skipped: ..."); a name requires that extractor; None adds nothing.
+
+    A conditional run's samples come with the digit each was drawn for: ``score`` then
+    adds :func:`class_accuracy` (the classifier's verdict per class) and
+    ``fd_per_class`` (each class's samples against the held-out digits of that class)."""
 
     name = "digits"
     description = "classifier-feature FD, KID, classes and PRDC for scikit-learn's digits"
+    uses_labels = True
 
     @classmethod
     def from_request(cls, req: ProtocolRequest) -> DigitsProtocol:
@@ -232,6 +253,7 @@ class DigitsProtocol(Protocol):
         self.scale = float(np.sqrt((train_feats ** 2).mean()))
         train_feats /= self.scale
         self.real_feats = classifier_features(self.net, x_test)[0] / self.scale
+        self.real_classes = y_test.cpu().numpy()  # the held-out digits' own labels (per-class FD)
         self.fd_floor = metrics.frechet_distance(train_feats, self.real_feats)
         self.kid_floor = metrics.kernel_inception_distance(train_feats, self.real_feats, seed=seed)[0]
         if self.extractor is not None:
@@ -242,7 +264,17 @@ class DigitsProtocol(Protocol):
             self.ext_real = real_features(self.extractor, held, f"digits held-out split, size {size}",
                                           batch_size=batch_size, cache=cache)
 
-    def score(self, fake):
+    def _fd_per_class(self, feats: np.ndarray, y: np.ndarray) -> list[float | None]:
+        """FD of the samples drawn for class c against the held-out digits of class c
+        (about 54 each, so biased upwards against ``fd``; compare classes and runs at
+        the same N). None for a class with fewer than two samples on either side."""
+        out: list[float | None] = []
+        for c in range(10):
+            a, b = feats[y == c], self.real_feats[self.real_classes == c]
+            out.append(metrics.frechet_distance(a, b) if len(a) > 1 and len(b) > 1 else None)
+        return out
+
+    def score(self, fake, labels=None):
         check_finite(fake)
         feats, classes = classifier_features(self.net, to_digit_inputs(fake))
         feats /= self.scale
@@ -262,6 +294,9 @@ class DigitsProtocol(Protocol):
         }
         if m > PRDC_K:
             out.update(metrics.prdc(self.real_feats[:m], feats[:m], k=PRDC_K))
+        if labels is not None:
+            out.update(class_accuracy(classes, labels))
+            out["fd_per_class"] = self._fd_per_class(feats, labels.cpu().numpy())
         if self.skipped is not None:
             out["inception"] = self.skipped
         if self.extractor is not None:

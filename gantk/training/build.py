@@ -12,7 +12,7 @@ from .. import memory
 from ..components import GANModel, LipschitzEnforcer, Loss
 from ..config import TrainConfig
 from ..data import load_samples, modality_of
-from ..errors import ConfigError, UsageError
+from ..errors import ConfigError, DataError, UsageError
 from ..plugins import component_record, get_registry
 from ..resolve import default_model_for
 
@@ -56,6 +56,12 @@ class Components:
     enforcer: LipschitzEnforcer
     #: the registered data set that loaded the samples (None when they were handed in)
     dataset: str | None = None
+    #: one class index per sample (int64, on the device), or None for unlabelled data
+    labels: torch.Tensor | None = None
+    #: the classes' names (index order), or None
+    class_names: tuple[str, ...] | None = None
+    #: classes the networks are conditioned on (0: an unconditional run)
+    num_classes: int = 0
 
     def record(self) -> dict:
         """Which plugin (and version) provides each component: stored with the run."""
@@ -71,12 +77,12 @@ _TRAINING_COPIES = 4
 
 
 def check_networks_fit(model: GANModel, data_shape: tuple[int, ...], latent: int, cfg: TrainConfig,
-                       n_samples: int) -> None:
+                       n_samples: int, num_classes: int = 0) -> None:
     """Refuse, before anything is built, networks and batches that cannot fit in the
     machine's memory (the networks are first built on the meta device to size them);
     the message gives the estimate."""
-    g = memory.module_bytes(lambda: model.build_generator(data_shape, latent))
-    d = memory.module_bytes(lambda: model.build_critic(data_shape))
+    g = memory.module_bytes(lambda: model.make_generator(data_shape, latent, num_classes))
+    d = memory.module_bytes(lambda: model.make_critic(data_shape, num_classes))
     sample = 4 * math.prod(data_shape)
     batches = 4 * cfg.batch_size * (latent + 6 * sample)  # latents, real, fake, x̂ and their gradients
     need = (_TRAINING_COPIES + (cfg.ema > 0)) * g + _TRAINING_COPIES * d + batches + 4 * 1024 * latent
@@ -84,8 +90,23 @@ def check_networks_fit(model: GANModel, data_shape: tuple[int, ...], latent: int
                             f"(networks of {(g + d) / 1e6:.3g} MB)", ConfigError)
 
 
-def build_components(cfg: TrainConfig, *, data: torch.Tensor | None = None, device=None) -> Components:
-    """Resolve every component of ``cfg`` and build the networks (seeded by cfg.seed)."""
+def class_list(labels: torch.Tensor | None, names: tuple[str, ...] | None) -> tuple[int, tuple[str, ...] | None]:
+    """(K, names) of labelled data: K from the names when there are some, else the
+    largest label + 1; (0, None) for unlabelled data."""
+    if labels is None or labels.numel() == 0:
+        return 0, None
+    k = int(labels.max()) + 1
+    if names is not None:
+        if len(names) < k:
+            raise DataError(f"the data names {len(names)} classes but has labels up to {k - 1}")
+        k = len(names)
+    return k, (tuple(names) if names is not None else None)
+
+
+def build_components(cfg: TrainConfig, *, data: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                     class_names: tuple[str, ...] | None = None, device=None) -> Components:
+    """Resolve every component of ``cfg`` and build the networks (seeded by cfg.seed).
+    ``data`` (and its ``labels``, ``class_names``) replace the config's data set."""
     device = device or resolve_device(cfg.device)
     # resolve names first, so a misspelt name fails before any work
     loss = get_registry("loss").get(cfg.loss)(**cfg.loss_options)
@@ -94,6 +115,13 @@ def build_components(cfg: TrainConfig, *, data: torch.Tensor | None = None, devi
     ds = None
     if data is None:
         ds, data = load_samples(cfg.data, cfg.data_options, cfg.seed)
+        labels, class_names = getattr(ds, "labels", None), getattr(ds, "class_names", None)
+    num_classes = 0
+    if cfg.conditional:
+        if labels is None:
+            raise DataError(f"--conditional needs labelled data, and {cfg.data} has no labels (labelled: digits, "
+                             "a .safetensors/.npz file with a 'labels' array, an image folder of class subfolders)")
+        num_classes, class_names = class_list(labels, class_names)
     data_shape = tuple(data.shape[1:])
     modality = modality_of(data_shape)
     if model_cls is None:
@@ -104,10 +132,10 @@ def build_components(cfg: TrainConfig, *, data: torch.Tensor | None = None, devi
         raise ConfigError(f"model {model.name!r} cannot handle data of shape {data_shape}: {reason}")
     latent = cfg.latent_dim or (ds.latent_dim if ds is not None and ds.latent_dim else None)
     latent = latent or (2 if modality == "points" else model.default_latent_dim)
-    check_networks_fit(model, data_shape, latent, cfg, data.shape[0])
+    check_networks_fit(model, data_shape, latent, cfg, data.shape[0], num_classes)
     torch.manual_seed(cfg.seed)
-    generator = model.build_generator(data_shape, latent)
-    critic = model.build_critic(data_shape)
+    generator = model.make_generator(data_shape, latent, num_classes)
+    critic = model.make_critic(data_shape, num_classes)
     if enforcer.forbids_batchnorm and has_batchnorm(critic) and not cfg.allow_batchnorm:
         raise ConfigError(
             f"the {model.name!r} critic contains BatchNorm, which couples the samples of a batch and "
@@ -122,4 +150,5 @@ def build_components(cfg: TrainConfig, *, data: torch.Tensor | None = None, devi
     if ds is not None:
         cfg.data_options = {k: ds.opts[k] for k in cfg.data_options}
     return Components(data.to(device), data_shape, modality, latent, model, generator.to(device),
-                      critic.to(device), loss, enforcer, ds.name if ds is not None else None)
+                      critic.to(device), loss, enforcer, ds.name if ds is not None else None,
+                      None if labels is None else labels.to(device), class_names, num_classes)

@@ -33,6 +33,7 @@ from .accumulate import MetricAccumulator
 from .build import build_components, has_batchnorm, make_optimizer, resolve_device
 from .callbacks import Callback, TrainResult
 from .ema import WeightAverage
+from .labels import FixedLabelCritic, draw_labels, grid_labels
 from .rundir import new_run_dir
 from .runlock import LOCK_NAME, RunLock
 
@@ -66,6 +67,7 @@ class Trainer:
         self.device = self.dist.device or resolve_device(cfg.device)
         self.c = c = build_components(cfg, device=self.device)
         self.G, self.D = c.generator, c.critic
+        self.conditional = c.num_classes > 0  # G(z, y) and D(x, y)
         self._check_setup()
         self._choose_step_form()
         self.ema = WeightAverage(self.G, cfg.ema) if cfg.ema > 0 else None
@@ -97,7 +99,8 @@ class Trainer:
             self._join_ranks()
         self.metrics_path = self.run_dir / "metrics.jsonl"
         if self.dist.is_main:
-            record = {**json.loads(cfg.to_json()), "components": c.record()}  # the plugins that provide them
+            record = {**json.loads(cfg.to_json()), "components": c.record(),  # the plugins that provide them
+                      **ckpt_mod.class_record(c.num_classes, c.class_names)}
             write_bytes_atomic(self.run_dir / "config.json", json.dumps(record, indent=2).encode())
 
     # ----------------------------------------------------------------- setup
@@ -144,10 +147,16 @@ class Trainer:
         self.g_noise = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.g_eps = torch.Generator(device=self.device)
         if self.dist.enabled:
-            self.sampler = distributed.ShardedBatchSampler(c.data, cfg.batch_size, self.g_data, self.dist)
+            self.sampler = distributed.ShardedBatchSampler(c.data, cfg.batch_size, self.g_data, self.dist,
+                                                           labels=c.labels)
         else:
-            self.sampler = BatchSampler(c.data, cfg.batch_size, self.g_data)
+            self.sampler = BatchSampler(c.data, cfg.batch_size, self.g_data, labels=c.labels)
         nvis = 64 if c.modality == "image" else 1024
+        self.y_fixed = None
+        if self.conditional:  # pictures: one row of 8 per class (points: the classes in turn)
+            nvis = 8 * c.num_classes if c.modality == "image" else nvis
+            self.y_fixed = (grid_labels(c.num_classes, 8) if c.modality == "image"
+                            else torch.arange(nvis) % c.num_classes).to(self.device)
         self.z_fixed = torch.randn(nvis, c.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 7919)).to(self.device)
 
     def _join_ranks(self) -> None:
@@ -178,6 +187,11 @@ class Trainer:
             if stored is not None and (tuple(stored) if key == "data_shape" else stored) != have:
                 raise CheckpointError(f"{ck.path}: does not match its run config ({key} {stored} in the checkpoint, "
                                       f"{list(have) if key == 'data_shape' else have} for the run)")
+        have = ckpt_mod.class_record(self.c.num_classes, self.c.class_names)
+        stored = {k: extra[k] for k in ("num_classes", "class_names") if k in extra}
+        if stored != have:  # the data's class list must be the one the run trained on
+            raise CheckpointError(f"{ck.path}: the run's classes changed ({stored or 'none'} in the checkpoint, "
+                                  f"{have or 'none'} in the data)")
         ckpt_mod.check_module_state(ck, "generator", self.G)
         ckpt_mod.check_module_state(ck, "critic", self.D)
         if self.G_ema is not None:
@@ -218,7 +232,8 @@ class Trainer:
             path, config=self.cfg, step=self.step, generator=self.G, critic=self.D,
             opt_g=self.opt_g, opt_d=self.opt_d, rng=self.rng_state(), generator_ema=self.G_ema,
             extra={"data_shape": list(self.c.data_shape), "latent_dim": self.c.latent_dim,
-                   "model": self.c.model.name, "modality": self.c.modality, "components": self.c.record()},
+                   "model": self.c.model.name, "modality": self.c.modality, "components": self.c.record(),
+                   **ckpt_mod.class_record(self.c.num_classes, self.c.class_names)},
         )
         self.last_checkpoint = path
         for _, old in ckpt_mod.list_checkpoints(self.run_dir)[: -self.cfg.keep]:
@@ -257,6 +272,18 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _gen(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return self.G(z, y) if self.conditional else self.G(z)
+
+    def _critic(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return self.D(x, y) if self.conditional else self.D(x)
+
+    def _labels(self) -> torch.Tensor | None:
+        """This rank's labels for a generator batch (None when unconditional)."""
+        if not self.conditional:
+            return None
+        return distributed.shard(draw_labels(self.c.labels, self.cfg.batch_size, self.g_noise), self.dist)
+
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.channels_last and x.dim() == 4:
             return x.contiguous(memory_format=torch.channels_last)
@@ -280,17 +307,18 @@ class Trainer:
         """
         index = self._critic_index
         self._critic_index += 1
-        real = self._layout(self.sampler.next())
+        real, y = self.sampler.next_with_labels() if self.conditional else (self.sampler.next(), None)
+        real = self._layout(real)
         z = self._noise()
-        with torch.no_grad(), self._autocast():
-            fake = self._layout(self.G(z).to(real.dtype))  # bf16 under amp: back to the data's dtype
+        with torch.no_grad(), self._autocast():  # conditional: the fakes get the real batch's labels
+            fake = self._layout(self._gen(z, y).to(real.dtype))  # bf16 under amp: back to the data's dtype
         with self._autocast():
             if self._joint_forward:  # one batched pass over real and fake (see __init__)
-                both = self.D(torch.cat([real, fake])).float()
+                both = self._critic(torch.cat([real, fake]), None if y is None else torch.cat([y, y])).float()
                 real_out, fake_out = both[: real.shape[0]], both[real.shape[0]:]
             else:
-                real_out = self.D(real).float()
-                fake_out = self.D(fake).float()
+                real_out = self._critic(real, y).float()
+                fake_out = self._critic(fake, y).float()
             loss = self.c.loss.critic_loss(real_out, fake_out)
         k = self.cfg.penalty_every
         penalty_step = index % k == 0
@@ -306,7 +334,9 @@ class Trainer:
                                             self.dist, real.shape[0], acc_dtype(real.dtype))
                 # under amp the critic (and the backward to x̂) runs in bf16, but x̂ and
                 # ∇ₓD(x̂) are float32 tensors, so the norm and penalty arithmetic is float32
-                pen = self.c.enforcer.penalty(self.D, real, fake, generator=g)
+                # conditional: the critic with the labels held fixed (gantk/training/labels.py)
+                critic = FixedLabelCritic(self.D, y) if self.conditional else self.D
+                pen = self.c.enforcer.penalty(critic, real, fake, generator=g)
         weighted = None if pen is None else (pen.value * k if k > 1 else pen.value)
         if early:
             if weighted is not None:
@@ -329,12 +359,14 @@ class Trainer:
         for p in self.D.parameters():
             p.requires_grad_(False)
         z = self._noise()
+        y = self._labels()
         with self._autocast():
             real_out = None
             if self.c.loss.needs_real_scores:
-                with torch.no_grad():
-                    real_out = self.D(self._layout(self.sampler.next())).float()
-            fake_out = self.D(self._layout(self.G(z))).float()
+                with torch.no_grad():  # conditional: the fakes get the real batch's labels
+                    real, y = self.sampler.next_with_labels() if self.conditional else (self.sampler.next(), None)
+                    real_out = self._critic(self._layout(real), y).float()
+            fake_out = self._critic(self._layout(self._gen(z, y)), y).float()
             if real_out is None:
                 loss = self.c.loss.generator_loss(fake_out)
             else:
@@ -364,15 +396,18 @@ class Trainer:
         G = self.sample_generator
         was = G.training
         G.eval()
-        fake = G(self.z_fixed)
+        fake = G(self.z_fixed, self.y_fixed) if self.conditional else G(self.z_fixed)
         G.train(was)
         path = self.run_dir / "images" / f"step-{self.step:07d}.png"
         title = f"{self.cfg.loss} + {self.cfg.lipschitz}, step {self.step}" + (", EMA" if self.G_ema is not None else "")
         real = critic = None
         if self.c.modality == "points":
             idx = torch.randperm(self.c.data.shape[0], generator=torch.Generator().manual_seed(0))[:1024]
-            real, critic = self.c.data[idx.to(self.c.data.device)], self.D
-        plots.save_samples_picture(path, fake, self.c.modality, title=title, real=real, critic=critic)
+            real, critic = self.c.data[idx.to(self.c.data.device)], (None if self.conditional else self.D)
+        if self.conditional and self.c.modality == "image":  # one row per class
+            plots.save_class_grid(path, fake, self.y_fixed.cpu(), self.c.num_classes, title=title)
+        else:
+            plots.save_samples_picture(path, fake, self.c.modality, title=title, real=real, critic=critic)
         self.last_image = path
         for cb in self.callbacks:
             cb.on_image(self.step, path)
