@@ -164,14 +164,14 @@ class Trainer:
     def rng_state(self) -> dict[str, torch.Tensor]:
         st = {"data": self.g_data.get_state(), "noise": self.g_noise.get_state(), "torch": torch.get_rng_state()}
         s = self.sampler.state()
-        st["sampler_perm"], st["sampler_pos"] = s["perm"], s["pos"]
+        st["sampler_seed"], st["sampler_pos"] = s["seed"], s["pos"]
         return st
 
     def _restore(self, ck: ckpt_mod.Checkpoint) -> None:
         # every tensor is checked against what it replaces before anything is loaded:
         # names, shapes, dtypes (no silent casts), finite values, the optimizer's state
         # after step 0 (never a silent fresh start), the random states and the sampler's
-        # permutation of this run's data
+        # seed and position
         extra = ck.meta.get("extra", {})
         for key, have in (("data_shape", tuple(self.c.data_shape)), ("latent_dim", self.c.latent_dim)):
             stored = extra.get(key)
@@ -197,7 +197,14 @@ class Trainer:
             self.g_data.set_state(t["rng.data"])
             self.g_noise.set_state(t["rng.noise"].to(self.g_noise.get_state().device))
             torch.set_rng_state(t["rng.torch"])
-            self.sampler.load_state({"perm": t["rng.sampler_perm"], "pos": t["rng.sampler_pos"]})
+            if "rng.sampler_seed" in t:
+                self.sampler.load_state({"seed": t["rng.sampler_seed"], "pos": t["rng.sampler_pos"]})
+            else:  # an older gantk stored the permutation: a new order, from the restored data stream
+                self.sampler.load_state({"seed": torch.randint(0, 2**62, (1,), generator=self.g_data)[0],
+                                         "pos": torch.tensor(0)})
+                warnings.warn(f"{ck.path} stores the batch order of an older gantk: the run continues with a new "
+                              "data order (the weights, optimizers and noise continue exactly)", GantkNote,
+                              stacklevel=3)
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"{ck.path}: does not match its run config ({str(exc).splitlines()[0]})") from None
         self.step = ck.step
