@@ -26,7 +26,7 @@ from .version import __version__
 # the CLI's entry point (gantk/entry.py) catch a Ctrl-C while torch is still loading.
 _PUBLIC = {
     "hookimpl": "gantk.markers",
-    **dict.fromkeys(("Callback", "Dataset", "FeatureExtractor", "GANModel", "LipschitzEnforcer", "Logger", "Loss",
+    **dict.fromkeys(("Augmentation", "Callback", "Dataset", "FeatureExtractor", "GANModel", "LipschitzEnforcer", "Logger", "Loss",
                      "PenaltyOutput", "Protocol"), "gantk.components"),
     "TrainConfig": "gantk.config",
     **dict.fromkeys(("CheckpointError", "ConfigError", "DataError", "DuplicateComponentError", "ExtensionError",
@@ -57,6 +57,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
     from .components import (  # noqa: F401
+        Augmentation,
         Callback,
         Dataset,
         GANModel,
@@ -92,6 +93,7 @@ __all__ = [
     "PenaltyOutput",
     "GANModel",
     "Dataset",
+    "Augmentation",
     "Protocol",
     "FeatureExtractor",
     "Callback",

@@ -507,6 +507,19 @@ def check_rng_state(ck: Checkpoint, *, data_size: int, noise_state_size: int) ->
                               f"[0, {data_size}], got {_describe(pos)}{shown}")
 
 
+def augment_state(ck: Checkpoint, names: list[str]) -> dict[str, dict[str, float]]:
+    """The stored state of the run's augmentations (``extra["augment"]``: name → {key:
+    finite number}, e.g. an adaptive augmentation's p); empty for a checkpoint without
+    it. Anything else is refused with :class:`CheckpointError`."""
+    stored = ck.meta.get("extra", {}).get("augment", {})
+    ok = isinstance(stored, dict) and all(
+        isinstance(v, dict) and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                                    for x in v.values()) for v in stored.values())
+    if not ok:
+        raise CheckpointError(f"{ck.path}: corrupt checkpoint metadata (extra: augment must map names to numbers)")
+    return {name: dict(stored[name]) for name in names if name in stored}
+
+
 def _check_networks(ck: Checkpoint) -> None:
     """The networks the config and ``extra`` describe, built on the meta device (nothing
     allocated), must fit in memory and hold exactly the checkpoint's tensors. Skipped

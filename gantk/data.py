@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.utils.data
 
+from .cachefile import CacheInfo, read_rows
 from .components import Dataset
 from .errors import DataError, UnknownComponentError
 from .plugins import get_registry
@@ -131,3 +134,104 @@ class BatchSampler:
     def load_state(self, st: dict[str, torch.Tensor]) -> None:
         self.seed, self.pos = int(st["seed"]), int(st["pos"])
         self._epoch = self._perm = None
+
+
+def is_mapped(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a memory-mapped sample cache (:mod:`gantk.cachefile`)."""
+    return isinstance(getattr(x, "gantk_cache", None), CacheInfo)
+
+
+class _CacheRows(torch.utils.data.Dataset):
+    """The rows of a sample cache, fetched a batch at a time (``__getitems__``) with
+    ``os.pread`` in the DataLoader's workers; each worker opens the file once."""
+
+    def __init__(self, info: CacheInfo):
+        self.info = info
+        self._fd: int | None = None
+
+    def __len__(self) -> int:
+        return self.info.n
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._fd is None:
+            self._fd = os.open(self.info.path, os.O_RDONLY)
+        return torch.from_numpy(read_rows(self.info, indices, self._fd)), torch.as_tensor(indices, dtype=torch.int64)
+
+    def __getstate__(self):  # a worker opens its own descriptor
+        return {"info": self.info, "_fd": None}
+
+
+class _IndexStream:
+    """The DataLoader's batch sampler: the batches a :class:`BatchSampler` draws from
+    a given state on, endlessly (this rank's slice of each, through ``shard``)."""
+
+    def __init__(self, n: int, batch_size: int, state: dict[str, torch.Tensor], shard):
+        self.order = BatchSampler(torch.empty(n, 0), batch_size, 0)
+        self.order.load_state(state)
+        self.shard = shard
+
+    def __iter__(self):
+        while True:
+            yield self.shard(self.order.indices()).tolist()
+
+
+def _as_is(batch):  # __getitems__ already made the batch (a module-level function: workers may pickle it)
+    return batch
+
+
+def loader_workers() -> int:
+    """DataLoader workers for streaming: half the CPU cores (the training step needs the
+    rest), at least 1, at most 8."""
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
+class StreamingBatchSampler:
+    """The batches of :class:`BatchSampler` (same seed, same order, same state) read
+    from a memory-mapped sample cache by a torch DataLoader: worker processes fetch
+    the rows with ``os.pread`` and prefetch batches ahead, pinned when training on a
+    GPU; the uint8 batch is converted to float32 in [−1, 1] on the training device.
+
+    The state is the number of batches the trainer has *taken* (not those prefetched),
+    so a checkpoint resumes exactly; :meth:`load_state` restarts the loader there.
+    ``shard`` keeps this rank's slice of each global batch (identity in one process)."""
+
+    def __init__(self, data: torch.Tensor, batch_size: int, generator: torch.Generator | int, *,
+                 labels: torch.Tensor | None = None, device: torch.device | str = "cpu", shard=None,
+                 workers: int | None = None, prefetch: int = 4):
+        if not is_mapped(data):
+            raise DataError("streaming needs a memory-mapped sample cache")
+        self.info: CacheInfo = data.gantk_cache
+        self._order = BatchSampler(data, batch_size, generator)
+        self.batch_size = batch_size
+        self.labels = labels
+        self.device = torch.device(device)
+        self.shard = shard or (lambda i: i)
+        self.workers = loader_workers() if workers is None else workers
+        self.prefetch = prefetch
+        self._it = None
+
+    def _start(self):
+        loader = torch.utils.data.DataLoader(
+            _CacheRows(self.info), batch_sampler=_IndexStream(self.info.n, self.batch_size, self._order.state(),
+                                                              self.shard),
+            collate_fn=_as_is, num_workers=self.workers, pin_memory=self.device.type == "cuda",
+            prefetch_factor=self.prefetch if self.workers else None, persistent_workers=False)
+        return iter(loader)
+
+    def next_with_labels(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self._it is None:
+            self._it = self._start()
+        x, idx = next(self._it)
+        self._order.pos += 1  # one more batch taken
+        y = None if self.labels is None else self.labels.index_select(0, idx.to(self.labels.device))
+        return to_float(x.to(self.device, non_blocking=True)), y
+
+    def next(self) -> torch.Tensor:
+        return self.next_with_labels()[0]
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return self._order.state()
+
+    def load_state(self, st: dict[str, torch.Tensor]) -> None:
+        self._order.load_state(st)
+        self._it = None  # the prefetched batches were for the old position

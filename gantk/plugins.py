@@ -24,7 +24,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .components import Dataset, FeatureExtractor, GANModel, LipschitzEnforcer, Logger, Loss, Protocol
+from .components import Augmentation, Dataset, FeatureExtractor, GANModel, LipschitzEnforcer, Logger, Loss, Protocol
 from .errors import DuplicateComponentError, PluginError
 from .registry import Registry
 from .version import __version__
@@ -37,6 +37,7 @@ DEFAULT_PLUGINS = (
     "gantk.default_plugins.image_models",
     "gantk.default_plugins.image_data",
     "gantk.default_plugins.loggers",
+    "gantk.default_plugins.augment",
     # the evaluation protocols use gantk.eval's metrics, so they live there; loaded by
     # name at run time like any plugin (no static import from this layer upwards)
     "gantk.eval.protocols",
@@ -56,6 +57,7 @@ KINDS = {
     "register_protocols": ("protocol", Protocol),
     "register_loggers": ("logger", Logger),
     "register_feature_extractors": ("extractor", FeatureExtractor),
+    "register_augmentations": ("augmentation", Augmentation),
 }
 _HINTS = {"lipschitz": "a plugin package may provide more (see `gantk plugins`)",
           "loss": "a plugin package may provide more (see `gantk plugins`)",
@@ -63,7 +65,8 @@ _HINTS = {"lipschitz": "a plugin package may provide more (see `gantk plugins`)"
           "dataset": "or give a path to a tensor file or folder",
           "protocol": "a plugin package may provide more (see `gantk plugins`)",
           "logger": "a plugin package may provide more (see `gantk plugins`)",
-          "extractor": "a plugin package may provide more (see `gantk plugins`)"}
+          "extractor": "a plugin package may provide more (see `gantk plugins`)",
+          "augmentation": "a plugin package may provide more (see `gantk plugins`)"}
 
 
 @dataclass
@@ -379,7 +382,7 @@ def describe_all() -> list[dict[str, Any]]:
 
 #: how a run names each kind of component in its record (config.json, checkpoints)
 _RECORD_KINDS = {"model": "model", "loss": "loss", "lipschitz": "lipschitz enforcer", "dataset": "data set",
-                 "logger": "logger"}
+                 "logger": "logger", "augmentation": "augmentation"}
 
 
 def component_record(names: dict[str, str]) -> dict[str, dict[str, Any]]:

@@ -24,7 +24,7 @@ from torch import nn
 from .. import checkpoint as ckpt_mod
 from .. import plots
 from ..config import TrainConfig
-from ..data import BatchSampler
+from ..data import BatchSampler, StreamingBatchSampler
 from ..errors import CheckpointError, GantkNote, GantkWarning, TrainingError, TrainingInterrupted, UsageError
 from ..fsutil import append_line, check_writable_dir, round_sig, write_bytes_atomic
 from ..ops import acc_dtype
@@ -143,10 +143,15 @@ class Trainer:
         self.g_data = torch.Generator().manual_seed(cfg.seed)
         self.g_noise = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.g_eps = torch.Generator(device=self.device)
-        if self.dist.enabled:
-            self.sampler = distributed.ShardedBatchSampler(c.data, cfg.batch_size, self.g_data, self.dist)
+        self.g_aug = torch.Generator(device=self.device)  # re-seeded per step, as g_eps
+        if c.streamed:  # a cached set larger than --data-memory: read by DataLoader workers
+            self.sampler = StreamingBatchSampler(c.data, cfg.batch_size, self.g_data, labels=c.labels,
+                                                 device=self.device, shard=lambda i: distributed.shard(i, self.dist))
+        elif self.dist.enabled:
+            self.sampler = distributed.ShardedBatchSampler(c.data, cfg.batch_size, self.g_data, self.dist,
+                                                           labels=c.labels)
         else:
-            self.sampler = BatchSampler(c.data, cfg.batch_size, self.g_data)
+            self.sampler = BatchSampler(c.data, cfg.batch_size, self.g_data, labels=c.labels)
         nvis = 64 if c.modality == "image" else 1024
         self.z_fixed = torch.randn(nvis, c.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 7919)).to(self.device)
 
@@ -186,6 +191,7 @@ class Trainer:
         ckpt_mod.check_optimizer_state(ck, "opt_g", self.opt_g)
         ckpt_mod.check_optimizer_state(ck, "opt_d", self.opt_d)
         ckpt_mod.check_rng_state(ck, data_size=self.c.data.shape[0], noise_state_size=self.g_noise.get_state().numel())
+        augment_state = ckpt_mod.augment_state(ck, [a.name for a in self.c.augmentations])
         try:
             self.G.load_state_dict(ck.module_state("generator"))
             self.D.load_state_dict(ck.module_state("critic"))
@@ -197,6 +203,8 @@ class Trainer:
             self.g_data.set_state(t["rng.data"])
             self.g_noise.set_state(t["rng.noise"].to(self.g_noise.get_state().device))
             torch.set_rng_state(t["rng.torch"])
+            for aug in self.c.augmentations:  # what an adaptive augmentation adjusted (its p)
+                aug.load_state(augment_state.get(aug.name, {}))
             if "rng.sampler_seed" in t:
                 self.sampler.load_state({"seed": t["rng.sampler_seed"], "pos": t["rng.sampler_pos"]})
             else:  # an older gantk stored the permutation: a new order, from the restored data stream
@@ -225,7 +233,8 @@ class Trainer:
             path, config=self.cfg, step=self.step, generator=self.G, critic=self.D,
             opt_g=self.opt_g, opt_d=self.opt_d, rng=self.rng_state(), generator_ema=self.G_ema,
             extra={"data_shape": list(self.c.data_shape), "latent_dim": self.c.latent_dim,
-                   "model": self.c.model.name, "modality": self.c.modality, "components": self.c.record()},
+                   "model": self.c.model.name, "modality": self.c.modality, "components": self.c.record(),
+                   "augment": {a.name: a.state() for a in self.c.augmentations}},
         )
         self.last_checkpoint = path
         for _, old in ckpt_mod.list_checkpoints(self.run_dir)[: -self.cfg.keep]:
@@ -269,6 +278,23 @@ class Trainer:
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
+    def _augmented(self, real: torch.Tensor | None, fake: torch.Tensor, step_kind: str,
+                   index: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``--augment``: data-stage augmentations (flip) on the real batch, then the
+        critic-stage ones (DiffAugment) on real and fake alike, differentiably. Their
+        randomness is re-seeded from (seed, step kind, index, rank), so a resume or a
+        lazy schedule never shifts it."""
+        if not self.c.augmentations:
+            return real, fake
+        g = self.g_aug.manual_seed(distributed.derive_seed(self.cfg.seed, "augment", step_kind, index, self.dist.rank))
+        for aug in self.c.augmentations:
+            if aug.stage == "data" and real is not None:
+                real = aug.apply(real, g)
+            elif aug.stage == "critic":
+                real = None if real is None else aug.apply(real, g)
+                fake = aug.apply(fake, g)
+        return real, fake
+
     def critic_step(self) -> dict[str, torch.Tensor]:
         """One critic update: the gradient of (adversarial loss + penalty), then one
         optimizer step. On CUDA that is one backward of the sum; on the CPU the
@@ -287,10 +313,12 @@ class Trainer:
         """
         index = self._critic_index
         self._critic_index += 1
-        real = self._layout(self.sampler.next())
+        real = self.sampler.next()
         z = self._noise()
         with torch.no_grad(), self._autocast():
-            fake = self._layout(self.G(z).to(real.dtype))  # bf16 under amp: back to the data's dtype
+            fake = self.G(z).to(real.dtype)  # bf16 under amp: back to the data's dtype
+        real, fake = self._augmented(real, fake, "critic", index)  # the critic's inputs, also the penalty's
+        real, fake = self._layout(real), self._layout(fake)
         with self._autocast():
             if self._joint_forward:  # one batched pass over real and fake (see __init__)
                 both = self.D(torch.cat([real, fake])).float()
@@ -323,6 +351,8 @@ class Trainer:
         distributed.average_gradients(self.D.parameters(), self.dist)
         self.opt_d.step()
         self.c.enforcer.after_critic_step(self.D)
+        for aug in self.c.augmentations:  # an adaptive augmentation (ADA) adjusts its p here
+            aug.observe(real_out.detach(), fake_out.detach())
         out = {
             "critic_loss": loss.detach() + pen.value.detach() if pen is not None else loss.detach(),
             "w_estimate": (real_out.detach().float().mean() - fake_out.detach().float().mean()),
@@ -338,10 +368,12 @@ class Trainer:
         z = self._noise()
         with self._autocast():
             real_out = None
-            if self.c.loss.needs_real_scores:
+            real, fake = self._augmented(self.sampler.next() if self.c.loss.needs_real_scores else None,
+                                         self.G(z), "generator", self.step)
+            if real is not None:
                 with torch.no_grad():
-                    real_out = self.D(self._layout(self.sampler.next())).float()
-            fake_out = self.D(self._layout(self.G(z))).float()
+                    real_out = self.D(self._layout(real)).float()
+            fake_out = self.D(self._layout(fake)).float()
             if real_out is None:
                 loss = self.c.loss.generator_loss(fake_out)
             else:
