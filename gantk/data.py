@@ -215,7 +215,8 @@ class StreamingBatchSampler:
             _CacheRows(self.info), batch_sampler=_IndexStream(self.info.n, self.batch_size, self._order.state(),
                                                               self.shard),
             collate_fn=_as_is, num_workers=self.workers, pin_memory=self.device.type == "cuda",
-            prefetch_factor=self.prefetch if self.workers else None, persistent_workers=False)
+            prefetch_factor=self.prefetch if self.workers else None, persistent_workers=False,
+            generator=torch.Generator().manual_seed(0))  # workers draw nothing; the global stream stays untouched
         return iter(loader)
 
     def next_with_labels(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -235,3 +236,10 @@ class StreamingBatchSampler:
     def load_state(self, st: dict[str, torch.Tensor]) -> None:
         self._order.load_state(st)
         self._it = None  # the prefetched batches were for the old position
+
+    def close(self) -> None:
+        """Stop the loader's workers (forked, they share the process's open files, the
+        run folder's lock among them)."""
+        it, self._it = self._it, None
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()

@@ -463,6 +463,8 @@ class Trainer:
         finally:
             for sig, h in handlers.items():
                 signal.signal(sig, h)
+            if hasattr(self.sampler, "close"):  # a streaming loader's workers hold the lock's file too
+                self.sampler.close()
             if self._owns_lock and self._lock is not None:
                 self._lock.release()
         result = TrainResult(self.run_dir, self.step, checkpoint, self.last_image,
