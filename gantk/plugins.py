@@ -403,7 +403,8 @@ def require_components(record: Any) -> None:
     if not isinstance(record, dict):
         return
     regs = registries()
-    for kind, rec in record.items():
+    for key, rec in record.items():
+        kind = key.split(":", 1)[0]  # "augmentation:flip": one entry per augmentation of the run
         if kind not in regs or not isinstance(rec, dict) or not isinstance(rec.get("name"), str):
             continue
         if rec["name"] not in regs[kind]:

@@ -72,9 +72,8 @@ class Components:
         if self.dataset is not None:
             names["dataset"] = self.dataset
         record = component_record(names)
-        if self.augmentations:
-            record["augmentation"] = [component_record({"augmentation": a.name})["augmentation"]
-                                      for a in self.augmentations]
+        for a in self.augmentations:  # keyed "augmentation:NAME": a run may use several
+            record[f"augmentation:{a.name}"] = component_record({"augmentation": a.name})["augmentation"]
         return record
 
 
