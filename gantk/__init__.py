@@ -10,7 +10,7 @@ Public API:
   :func:`gradient_norm_penalty`, :func:`interpolate`, and for penalties of other shapes
   :func:`input_gradient` and :func:`gradient_norms`;
 * factories: :func:`create_model`, :func:`create_loss`, :func:`create_lipschitz`,
-  :func:`create_dataset`;
+  :func:`create_dataset`, :func:`create_augmentation`;
 * training and sampling: :class:`TrainConfig`, :func:`make_config`, :func:`train`,
   :func:`sample`.
 """
@@ -34,7 +34,8 @@ _PUBLIC = {
                      "UnknownComponentError", "UsageError"), "gantk.errors"),
     **dict.fromkeys(("GradientPenalty", "gradient_norm_penalty", "gradient_norms", "gradient_penalty",
                      "gradient_penalty_at", "input_gradient", "interpolate"), "gantk.ops"),
-    **dict.fromkeys(("create_model", "create_loss", "create_lipschitz", "create_dataset"), "gantk.plugins"),
+    **dict.fromkeys(("create_model", "create_loss", "create_lipschitz", "create_dataset", "create_augmentation"),
+                    "gantk.plugins"),
     "PRESETS": "gantk.presets",
     "make_config": "gantk.resolve",
     "sample": "gantk.sampling",
@@ -78,7 +79,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
         input_gradient,
         interpolate,
     )
-    from .plugins import create_dataset, create_lipschitz, create_loss, create_model  # noqa: F401
+    from .plugins import create_augmentation, create_dataset, create_lipschitz, create_loss, create_model  # noqa: F401
     from .presets import PRESETS  # noqa: F401
     from .resolve import make_config  # noqa: F401
     from .sampling import sample  # noqa: F401
@@ -109,6 +110,7 @@ __all__ = [
     "create_loss",
     "create_lipschitz",
     "create_dataset",
+    "create_augmentation",
     "TrainConfig",
     "PRESETS",
     "make_config",

@@ -294,12 +294,15 @@ class Augmentation(Component):
     kind = "augmentation"
     stage: ClassVar[str] = "critic"
     options = {"p": 1.0}
+    #: the probability that each image is transformed (from the ``p`` option; an
+    #: adaptive augmentation changes it in ``observe``)
+    p: float = 1.0
 
     def __init__(self, **opts: Any):
         super().__init__(**opts)
         if not 0.0 <= self.opts["p"] <= 1.0:
             raise UsageError(f"augmentation {self.name!r}: p must lie in [0, 1], got {self.opts['p']}")
-        self.p: float = float(self.opts["p"])
+        self.p = float(self.opts["p"])
 
     def apply(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError

@@ -354,6 +354,11 @@ def create_dataset(name: str, **options: Any) -> Dataset:
     return create("dataset", name, **options)
 
 
+def create_augmentation(name: str, **options: Any) -> Augmentation:
+    """Instantiate a registered augmentation by name."""
+    return create("augmentation", name, **options)
+
+
 def describe(kind: str, name: str) -> dict[str, Any]:
     """What ``gantk plugins --verbose`` and ``gantk describe`` show of one registered
     component: its description, options (type and default), and the plugin (name,
