@@ -109,6 +109,22 @@ def _remove_stale(folder: Path) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
+def read_all(info: CacheInfo) -> torch.Tensor:
+    """The whole cache read into an ordinary (N, *sample_shape) uint8 tensor with plain
+    reads (not through the memory map: mapped pages would count twice in the process's
+    resident memory while both exist)."""
+    out = torch.empty((info.n, *info.sample_shape), dtype=torch.uint8)
+    view = memoryview(out.numpy()).cast("B")
+    with open(info.path, "rb") as f:
+        got = 0
+        while got < len(view):
+            k = f.readinto(view[got:])
+            if not k:
+                raise DataError(f"{info.path}: the cache file is shorter than its metadata says")
+            got += k
+    return out
+
+
 def read_rows(info: CacheInfo, indices: list[int] | torch.Tensor, fd: int | None = None) -> np.ndarray:
     """The samples at ``indices`` as a (len, *sample_shape) uint8 array, read with
     ``os.pread`` from the cache file (``fd``: an open descriptor of it, else opened here)."""

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .. import memory
+from ..cachefile import read_all
 from ..components import Augmentation, GANModel, LipschitzEnforcer, Loss
 from ..config import TrainConfig, parse_bytes
 from ..data import is_mapped, load_samples, modality_of
@@ -126,7 +127,7 @@ def place_data(data: torch.Tensor, cfg: TrainConfig, device: torch.device) -> tu
     if is_mapped(data):
         memory.check_fits(nbytes, f"holding the {data.shape[0]} samples in memory (--data-memory to stream them)",
                           ConfigError)
-        data = data.clone()  # read the cache once, into memory
+        data = read_all(data.gantk_cache)  # read the cache once, into memory
     return data.to(device), False
 
 
