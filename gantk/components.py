@@ -12,6 +12,9 @@ Each component class has
 
 An instance is created with ``Cls(**options)``; the validated options are in
 ``self.opts``.
+
+This module is longer than most: it is the whole contract a plugin author reads, every
+base class in one place, each with its documented defaults.
 """
 from __future__ import annotations
 
