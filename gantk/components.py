@@ -231,9 +231,11 @@ class GANModel(Component):
 class Dataset(Component):
     """A source of training samples.
 
-    ``load(seed)`` returns every sample as one float tensor of shape (N, *sample_shape)
-    (generated sets draw N samples with the seed). Image sets return values in [-1, 1]
-    and set ``modality = "image"``; 2-D point sets use ``modality = "points"``.
+    ``load(seed)`` returns every sample as one tensor of shape (N, *sample_shape)
+    (generated sets draw N samples with the seed). Image sets return float values in
+    [-1, 1] or uint8 pixels (the samplers convert each batch) and set
+    ``modality = "image"``; 2-D point sets use ``modality = "points"``. Data with classes
+    set ``labels`` and ``class_names`` in ``load``.
     ``latent_dim`` (or None) suggests a latent size to the model.
 
     A dataset that reads files sets the ``path`` option and overrides ``can_open``.
