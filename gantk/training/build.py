@@ -118,11 +118,14 @@ def data_budget(cfg: TrainConfig) -> int:
 
 
 def place_data(data: torch.Tensor, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, bool]:
-    """Where the training set lives: a memory-mapped cache larger than the budget stays
-    mapped and is streamed (True); anything else is read into memory, onto the training
-    device (a uint8 set on a GPU: batches cost no host transfer)."""
+    """Where the training set lives: a memory-mapped cache larger than the budget (or,
+    training on a GPU, than half its free memory) stays mapped and is streamed (True);
+    anything else is read into memory, onto the training device (a uint8 set on a GPU:
+    batches cost no host transfer)."""
     nbytes = data.numel() * data.element_size()
-    if is_mapped(data) and nbytes > data_budget(cfg):
+    on_gpu_free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    # a GPU keeps half its free memory for the networks and their activations
+    if is_mapped(data) and (nbytes > data_budget(cfg) or (on_gpu_free is not None and nbytes > on_gpu_free // 2)):
         return data, True
     if is_mapped(data):
         memory.check_fits(nbytes, f"holding the {data.shape[0]} samples in memory (--data-memory to stream them)",
