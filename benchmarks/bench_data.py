@@ -132,12 +132,13 @@ def loader_vs_step(cache: str, folder: str, device: str, batches: int) -> dict:
     s = StreamingBatchSampler(x, 64, 0, device=device)
     for _ in range(10):  # workers started, prefetch queue filled
         s.next()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(batches):
         s.next()
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     per_batch = (time.perf_counter() - t0) / batches
+    cpu_per_batch = (time.process_time() - c0) / batches  # in the training process (the worker's is apart)
     s.close()
     # the dcgan-32 critic step it feeds: uint8 images from a tensor file, batch 64
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,6 +159,7 @@ def loader_vs_step(cache: str, folder: str, device: str, batches: int) -> dict:
         tr._lock.release()
     step = float(np.median(times))
     return {"loader_batch_ms": round(per_batch * 1e3, 2), "loader_batches_per_s": round(1 / per_batch, 1),
+            "loader_cpu_ms_per_batch_in_trainer": round(cpu_per_batch * 1e3, 2),
             "workers": s.workers, "critic_step_ms": round(step * 1e3, 1),
             "loader_over_step": round(step / per_batch, 1), "data_share_of_step_pct": round(100 * per_batch / step, 2)}
 
