@@ -10,7 +10,7 @@ Public API:
   :func:`gradient_norm_penalty`, :func:`interpolate`, and for penalties of other shapes
   :func:`input_gradient` and :func:`gradient_norms`;
 * factories: :func:`create_model`, :func:`create_loss`, :func:`create_lipschitz`,
-  :func:`create_dataset`;
+  :func:`create_dataset`, :func:`create_augmentation`;
 * training and sampling: :class:`TrainConfig`, :func:`make_config`, :func:`train`,
   :func:`sample`.
 """
@@ -26,7 +26,7 @@ from .version import __version__
 # the CLI's entry point (gantk/entry.py) catch a Ctrl-C while torch is still loading.
 _PUBLIC = {
     "hookimpl": "gantk.markers",
-    **dict.fromkeys(("Callback", "Dataset", "FeatureExtractor", "GANModel", "LipschitzEnforcer", "Logger", "Loss",
+    **dict.fromkeys(("Augmentation", "Callback", "Dataset", "FeatureExtractor", "GANModel", "LipschitzEnforcer", "Logger", "Loss",
                      "PenaltyOutput", "Protocol"), "gantk.components"),
     "TrainConfig": "gantk.config",
     **dict.fromkeys(("CheckpointError", "ConfigError", "DataError", "DuplicateComponentError", "ExtensionError",
@@ -34,7 +34,8 @@ _PUBLIC = {
                      "UnknownComponentError", "UsageError"), "gantk.errors"),
     **dict.fromkeys(("GradientPenalty", "gradient_norm_penalty", "gradient_norms", "gradient_penalty",
                      "gradient_penalty_at", "input_gradient", "interpolate"), "gantk.ops"),
-    **dict.fromkeys(("create_model", "create_loss", "create_lipschitz", "create_dataset"), "gantk.plugins"),
+    **dict.fromkeys(("create_model", "create_loss", "create_lipschitz", "create_dataset", "create_augmentation"),
+                    "gantk.plugins"),
     "PRESETS": "gantk.presets",
     "make_config": "gantk.resolve",
     "sample": "gantk.sampling",
@@ -57,6 +58,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
     from .components import (  # noqa: F401
+        Augmentation,
         Callback,
         Dataset,
         GANModel,
@@ -77,7 +79,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
         input_gradient,
         interpolate,
     )
-    from .plugins import create_dataset, create_lipschitz, create_loss, create_model  # noqa: F401
+    from .plugins import create_augmentation, create_dataset, create_lipschitz, create_loss, create_model  # noqa: F401
     from .presets import PRESETS  # noqa: F401
     from .resolve import make_config  # noqa: F401
     from .sampling import sample  # noqa: F401
@@ -92,6 +94,7 @@ __all__ = [
     "PenaltyOutput",
     "GANModel",
     "Dataset",
+    "Augmentation",
     "Protocol",
     "FeatureExtractor",
     "Callback",
@@ -107,6 +110,7 @@ __all__ = [
     "create_loss",
     "create_lipschitz",
     "create_dataset",
+    "create_augmentation",
     "TrainConfig",
     "PRESETS",
     "make_config",

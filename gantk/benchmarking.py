@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .data import to_float
 from .errors import ExtensionError, UsageError
 from .ops import gradient_norm_penalty, interpolate
 from .plugins import get_registry
@@ -177,7 +178,7 @@ class ReferenceLoop:
         for p in self.D.parameters():
             p.requires_grad_(True)
         self.D.zero_grad()
-        real = self.data[torch.randint(0, self.data.shape[0], (self.B,), device=self.dev)]
+        real = to_float(self.data[torch.randint(0, self.data.shape[0], (self.B,), device=self.dev)])
         d_real = self.D(real).mean()
         d_real.backward(torch.tensor(-1.0, device=self.dev))
         with torch.no_grad():

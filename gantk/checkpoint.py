@@ -507,9 +507,11 @@ def _same_value(saved: Any, live: Any) -> bool:
 def check_rng_state(ck: Checkpoint, *, data_size: int, noise_state_size: int) -> None:
     """Raise :class:`CheckpointError` unless the checkpoint's random states fit the run:
     ``rng.data`` and ``rng.torch`` CPU generator states and ``rng.noise`` a state of
-    ``noise_state_size`` bytes (all uint8 vectors), ``rng.sampler_perm`` an int64
-    permutation of the ``data_size`` samples (or empty: no batch drawn yet) and
-    ``rng.sampler_pos`` one int64 in [0, data_size]."""
+    ``noise_state_size`` bytes (all uint8 vectors), and the batch sampler's state:
+    ``rng.sampler_seed`` one int64 ≥ 0 and ``rng.sampler_pos`` one int64 ≥ 0 (batches
+    drawn). A checkpoint of an older gantk stores the sampler's permutation instead
+    (``rng.sampler_perm``, an int64 permutation of the ``data_size`` samples, with
+    ``rng.sampler_pos`` in [0, data_size]); it is checked as such."""
     t = ck.tensors
     cpu_size = torch.get_rng_state().numel()
     for key, size in (("data", cpu_size), ("torch", cpu_size), ("noise", noise_state_size)):
@@ -518,9 +520,16 @@ def check_rng_state(ck: Checkpoint, *, data_size: int, noise_state_size: int) ->
             raise CheckpointError(f"{ck.path}: missing random state rng.{key}")
         if v.dtype != torch.uint8 or v.shape != (size,):
             raise CheckpointError(f"{ck.path}: random state rng.{key} is {_describe(v)}, expected uint8 ({size},)")
-    perm, pos = t.get("rng.sampler_perm"), t.get("rng.sampler_pos")
-    if perm is None or pos is None:
-        raise CheckpointError(f"{ck.path}: missing the batch sampler's state (rng.sampler_perm, rng.sampler_pos)")
+    seed, perm, pos = t.get("rng.sampler_seed"), t.get("rng.sampler_perm"), t.get("rng.sampler_pos")
+    if pos is None or (seed is None and perm is None):
+        raise CheckpointError(f"{ck.path}: missing the batch sampler's state (rng.sampler_seed, rng.sampler_pos)")
+    if seed is not None:
+        for key, v in (("seed", seed), ("pos", pos)):
+            if v.dtype != torch.int64 or v.numel() != 1 or int(v) < 0:
+                shown = f" = {int(v)}" if v.numel() == 1 and v.dtype == torch.int64 else ""
+                raise CheckpointError(f"{ck.path}: the batch sampler's {'seed' if key == 'seed' else 'position'} "
+                                      f"rng.sampler_{key} must be one int64 >= 0, got {_describe(v)}{shown}")
+        return
     if perm.dtype != torch.int64 or perm.dim() != 1 or perm.numel() not in (0, data_size):
         raise CheckpointError(f"{ck.path}: the batch sampler's order rng.sampler_perm is {_describe(perm)}, "
                               f"expected int64 ({data_size},) for the run's {data_size} samples")
@@ -531,6 +540,19 @@ def check_rng_state(ck: Checkpoint, *, data_size: int, noise_state_size: int) ->
         shown = f" = {int(pos)}" if pos.numel() == 1 and pos.dtype == torch.int64 else ""
         raise CheckpointError(f"{ck.path}: the batch sampler's position rng.sampler_pos must be one int64 in "
                               f"[0, {data_size}], got {_describe(pos)}{shown}")
+
+
+def augment_state(ck: Checkpoint, names: list[str]) -> dict[str, dict[str, float]]:
+    """The stored state of the run's augmentations (``extra["augment"]``: name → {key:
+    finite number}, e.g. an adaptive augmentation's p); empty for a checkpoint without
+    it. Anything else is refused with :class:`CheckpointError`."""
+    stored = ck.meta.get("extra", {}).get("augment", {})
+    ok = isinstance(stored, dict) and all(
+        isinstance(v, dict) and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                                    for x in v.values()) for v in stored.values())
+    if not ok:
+        raise CheckpointError(f"{ck.path}: corrupt checkpoint metadata (extra: augment must map names to numbers)")
+    return {name: dict(stored[name]) for name in names if name in stored}
 
 
 def _check_networks(ck: Checkpoint) -> None:

@@ -1,5 +1,6 @@
 """Base classes that plugins subclass: :class:`Loss`, :class:`LipschitzEnforcer`,
-:class:`GANModel`, :class:`Dataset` and the evaluation :class:`Protocol`.
+:class:`GANModel`, :class:`Dataset`, :class:`Augmentation` and the evaluation
+:class:`Protocol`.
 
 Each component class has
 
@@ -35,6 +36,7 @@ __all__ = [
     "PenaltyOutput",
     "GANModel",
     "Dataset",
+    "Augmentation",
     "Protocol",
     "ProtocolRequest",
     "Callback",
@@ -258,9 +260,11 @@ class GANModel(Component):
 class Dataset(Component):
     """A source of training samples.
 
-    ``load(seed)`` returns every sample as one float tensor of shape (N, *sample_shape)
-    (generated sets draw N samples with the seed). Image sets return values in [-1, 1]
-    and set ``modality = "image"``; 2-D point sets use ``modality = "points"``.
+    ``load(seed)`` returns every sample as one tensor of shape (N, *sample_shape)
+    (generated sets draw N samples with the seed). Image sets return float values in
+    [-1, 1] or uint8 pixels (the samplers convert each batch) and set
+    ``modality = "image"``; 2-D point sets use ``modality = "points"``. Data with classes
+    set ``labels`` and ``class_names`` in ``load``.
     ``latent_dim`` (or None) suggests a latent size to the model.
 
     A dataset that reads files sets the ``path`` option and overrides ``can_open``.
@@ -289,10 +293,14 @@ class Dataset(Component):
     #: the registered evaluation protocol that scores runs on this data (``gantk eval``);
     #: None lets a protocol that accepts the sample shape take it (2-D points: W1)
     protocol: ClassVar[str | None] = None
-    #: one class index per sample (1-D int64), set by ``load`` for labelled data
+    #: one int64 class index per sample (a 1-D tensor), set by ``load`` when the data
+    #: have classes (image folders with one sub-folder per class); None otherwise
     labels: torch.Tensor | None = None
-    #: the classes' names, index order (None: unlabelled, or the names are the indices)
+    #: the class names, in the order of the indices in ``labels``; None without labels
     class_names: tuple[str, ...] | None = None
+    #: where a data set that preprocesses files keeps its cache (``--cache-dir``), set
+    #: by gantk before ``load``; None: the user cache
+    cache_dir: str | None = None
 
     @classmethod
     def can_open(cls, path: os.PathLike | str) -> bool:
@@ -300,6 +308,53 @@ class Dataset(Component):
 
     def load(self, seed: int = 0) -> torch.Tensor:
         raise NotImplementedError
+
+
+class Augmentation(Component):
+    """A random transformation of image batches, chosen with ``--augment NAME[,NAME]``
+    and registered with the ``register_augmentations`` hook.
+
+    ``stage`` says where the trainer applies it:
+
+    * ``"data"``: to real batches only, as they are drawn (x-flip: a larger data set,
+      which the generator then learns to produce);
+    * ``"critic"``: to the real *and* the generated batch before every critic call, in
+      the critic step and in the generator step (DiffAugment, Zhao et al. 2020), so it
+      must be differentiable w.r.t. its input: the generator learns through it.
+
+    ``apply(x, generator)`` transforms each sample with probability ``p`` (an instance
+    attribute, from the ``p`` option or ``--augment-p``) and must return ``x`` itself
+    when ``p`` is 0. ``observe(real_out, fake_out)`` is called after every critic step
+    with the critic's scores of the augmented real and fake batch: an adaptive
+    augmentation (ADA, Karras et al. 2020) adjusts ``p`` there; ``state()`` and
+    ``load_state()`` carry what it adjusts through checkpoints.
+    """
+
+    kind = "augmentation"
+    stage: ClassVar[str] = "critic"
+    options = {"p": 1.0}
+    #: the probability that each image is transformed (from the ``p`` option; an
+    #: adaptive augmentation changes it in ``observe``)
+    p: float = 1.0
+
+    def __init__(self, **opts: Any):
+        super().__init__(**opts)
+        if not 0.0 <= self.opts["p"] <= 1.0:
+            raise UsageError(f"augmentation {self.name!r}: p must lie in [0, 1], got {self.opts['p']}")
+        self.p = float(self.opts["p"])
+
+    def apply(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def observe(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> None:
+        return None
+
+    def state(self) -> dict[str, float]:
+        return {"p": self.p}
+
+    def load_state(self, state: Mapping[str, float]) -> None:
+        if "p" in state:
+            self.p = float(state["p"])
 
 
 @dataclass

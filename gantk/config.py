@@ -103,6 +103,39 @@ def _check_name(name: Any) -> str | None:
     return None
 
 
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12,
+          "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(text: str) -> int | None:
+    """``"256MB"`` → 256·10⁶, ``"4GiB"`` → 4·2³⁰; ``"auto"`` → None; ValueError otherwise."""
+    t = text.strip().lower().replace(" ", "")
+    if t == "auto":
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([a-z]*)", t)
+    if not m or m.group(2) not in _UNITS:
+        raise ValueError(text)
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def _check_bytes(value: Any) -> str | None:
+    try:
+        parse_bytes(value) if isinstance(value, str) else int("x")
+    except ValueError:
+        return f"must be a size such as 256MB or 4GB, or auto, got {value!r}"
+    return None
+
+
+def _check_names(value: Any) -> str | None:
+    """A comma-separated list of names (which are registered is checked when the run is built)."""
+    if not isinstance(value, str):
+        return f"must be names separated by commas, got {value!r}"
+    names = [n.strip() for n in value.split(",")] if value.strip() else []
+    if any(not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", n) for n in names):
+        return f"must be names separated by commas, got {value!r}"
+    return None
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a run; stored as JSON in every checkpoint."""
@@ -182,6 +215,21 @@ class TrainConfig:
         "Keep an exponential moving average of the generator's weights with this decay per step; samples, "
         "pictures and evaluations use it (sample/eval --raw: the weights themselves).",
         default="0 (off); 0.99 for WGAN-GP on the toy mixtures", ge=0, lt=1, note=" (0 = off)"))
+    augment: str = _opt("", Option(
+        "Augmentations, comma-separated registered names: flip (x-flip of real images as drawn), and "
+        "DiffAugment's color, translation, cutout (on real and fake before every critic call).",
+        default="none", check=lambda v: _check_names(v), metavar="NAME[,NAME]"))
+    augment_p: float | None = _opt(None, Option(
+        "Probability that each image is augmented, for every augmentation in --augment.",
+        default="each augmentation's own: flip 0.5, DiffAugment 1", ge=0, le=1))
+    data_memory: str = _opt("auto", Option(
+        "Memory budget for the training set: a cached image collection larger than this is streamed from its "
+        "cache through DataLoader workers, a smaller one is held in memory (e.g. 256MB, 4GB).",
+        default="auto (a quarter of the memory available at start)", check=lambda v: _check_bytes(v),
+        metavar="SIZE", resume=True))
+    cache_dir: str | None = _opt(None, Option(
+        "Folder for the preprocessed caches of image folders and zip archives.",
+        default="the user cache (~/.cache/gantk/datasets)", resume=True))
 
     def validate(self) -> None:
         """Check every field's type (from its annotation) and value (its :class:`Option`);
@@ -347,7 +395,8 @@ def _num(x: float | int) -> str:
 
 #: the groups of ``gantk train --help``, in order, and the options in each
 PANELS: dict[str, tuple[str, ...]] = {
-    "Data and model": ("data", "model", "conditional", "latent_dim", "resolution", "channels", "option"),
+    "Data and model": ("data", "model", "conditional", "latent_dim", "resolution", "channels", "augment", "augment_p",
+                       "option", "data_memory", "cache_dir"),
     "Loss and Lipschitz": ("loss", "lipschitz", "preset", "lambda_", "clip", "allow_batchnorm", "penalty_every"),
     "Optimisation": ("steps", "batch_size", "n_critic", "optimizer", "lr", "lr_decay", "lr_floor", "betas", "ema",
                      "seed"),

@@ -95,3 +95,16 @@ def register_feature_extractors(register):
     weights happens later, in ``FeatureExtractor.load``, only when it is used. The
     return value is ignored.
     """
+
+
+@hookspec
+def register_augmentations(register):
+    """Register augmentations (``gantk train --augment NAME[,NAME]``).
+
+    Called once per plugin when the registry is built. ``register(cls)`` takes a
+    subclass of :class:`gantk.Augmentation` with a unique ``name``. Its ``stage`` says
+    whether the trainer applies it to real batches as they are drawn (``"data"``) or to
+    real and generated batches before every critic call (``"critic"``); after each
+    critic step its ``observe`` sees the critic's outputs, so an adaptive probability
+    (ADA) lives in the plugin. The return value is ignored.
+    """

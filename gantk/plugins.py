@@ -24,7 +24,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .components import Dataset, FeatureExtractor, GANModel, LipschitzEnforcer, Logger, Loss, Protocol
+from .components import Augmentation, Dataset, FeatureExtractor, GANModel, LipschitzEnforcer, Logger, Loss, Protocol
 from .errors import DuplicateComponentError, PluginError
 from .registry import Registry
 from .version import __version__
@@ -37,6 +37,7 @@ DEFAULT_PLUGINS = (
     "gantk.default_plugins.image_models",
     "gantk.default_plugins.image_data",
     "gantk.default_plugins.loggers",
+    "gantk.default_plugins.augment",
     # the evaluation protocols use gantk.eval's metrics, so they live there; loaded by
     # name at run time like any plugin (no static import from this layer upwards)
     "gantk.eval.protocols",
@@ -56,6 +57,7 @@ KINDS = {
     "register_protocols": ("protocol", Protocol),
     "register_loggers": ("logger", Logger),
     "register_feature_extractors": ("extractor", FeatureExtractor),
+    "register_augmentations": ("augmentation", Augmentation),
 }
 _HINTS = {"lipschitz": "a plugin package may provide more (see `gantk plugins`)",
           "loss": "a plugin package may provide more (see `gantk plugins`)",
@@ -63,7 +65,8 @@ _HINTS = {"lipschitz": "a plugin package may provide more (see `gantk plugins`)"
           "dataset": "or give a path to a tensor file or folder",
           "protocol": "a plugin package may provide more (see `gantk plugins`)",
           "logger": "a plugin package may provide more (see `gantk plugins`)",
-          "extractor": "a plugin package may provide more (see `gantk plugins`)"}
+          "extractor": "a plugin package may provide more (see `gantk plugins`)",
+          "augmentation": "a plugin package may provide more (see `gantk plugins`)"}
 
 
 @dataclass
@@ -351,6 +354,11 @@ def create_dataset(name: str, **options: Any) -> Dataset:
     return create("dataset", name, **options)
 
 
+def create_augmentation(name: str, **options: Any) -> Augmentation:
+    """Instantiate a registered augmentation by name."""
+    return create("augmentation", name, **options)
+
+
 def describe(kind: str, name: str) -> dict[str, Any]:
     """What ``gantk plugins --verbose`` and ``gantk describe`` show of one registered
     component: its description, options (type and default), and the plugin (name,
@@ -379,7 +387,7 @@ def describe_all() -> list[dict[str, Any]]:
 
 #: how a run names each kind of component in its record (config.json, checkpoints)
 _RECORD_KINDS = {"model": "model", "loss": "loss", "lipschitz": "lipschitz enforcer", "dataset": "data set",
-                 "logger": "logger"}
+                 "logger": "logger", "augmentation": "augmentation"}
 
 
 def component_record(names: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -400,7 +408,8 @@ def require_components(record: Any) -> None:
     if not isinstance(record, dict):
         return
     regs = registries()
-    for kind, rec in record.items():
+    for key, rec in record.items():
+        kind = key.split(":", 1)[0]  # "augmentation:flip": one entry per augmentation of the run
         if kind not in regs or not isinstance(rec, dict) or not isinstance(rec.get("name"), str):
             continue
         if rec["name"] not in regs[kind]:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import gantk
-from gantk.data import BatchSampler, modality_of, resolve_dataset
+from gantk.data import BatchSampler, load_samples, modality_of, resolve_dataset
 from gantk.errors import DataError, UnknownComponentError
 
 
@@ -62,8 +62,10 @@ def test_tensor_files_of_any_shape(tmp_path):
     img = np.random.default_rng(0).integers(0, 256, size=(5, 1, 8, 8), dtype=np.uint8)
     np.savez(tmp_path / "i.npz", images=img)
     t = resolve_dataset(str(tmp_path / "i.npz")).load()
-    assert t.min() >= -1 and t.max() <= 1
-    torch.testing.assert_close(t, torch.from_numpy(img).float() / 127.5 - 1)
+    assert t.dtype == torch.uint8 and torch.equal(t, torch.from_numpy(img))  # kept as pixels
+    _, f = load_samples(str(tmp_path / "i.npz"))  # as float, for whoever asks
+    assert f.min() >= -1 and f.max() <= 1
+    torch.testing.assert_close(f, torch.from_numpy(img).float() / 127.5 - 1)
     assert modality_of(tuple(t.shape[1:])) == "image"
     assert modality_of((2,)) == "points"
 

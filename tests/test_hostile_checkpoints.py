@@ -32,7 +32,7 @@ from gantk.checkpoint import load_checkpoint
 from gantk.cli import app
 from gantk.components import Loss, coerce_option
 from gantk.config import TrainConfig
-from gantk.errors import CheckpointError, ConfigError, GantkError, UsageError
+from gantk.errors import CheckpointError, ConfigError, GantkError, GantkNote, UsageError
 from gantk.eval import evaluate
 from gantk.plugins import get_registry
 from gantk.sampling import load_generator
@@ -304,11 +304,11 @@ def test_bad_optimizer_tensors_are_refused(run, key, make, needle):
 
 
 @pytest.mark.parametrize("key,make,needle", [
-    ("rng.sampler_perm", lambda t: torch.zeros_like(t), "is not a permutation of the run's 64 samples"),
-    ("rng.sampler_perm", lambda t: t.float(), "expected int64 (64,)"),
-    ("rng.sampler_perm", lambda t: t[:10], "expected int64 (64,)"),
-    ("rng.sampler_pos", lambda t: torch.tensor(10**6), "must be one int64 in [0, 64]"),
-    ("rng.sampler_pos", lambda t: torch.tensor(-1), "must be one int64 in [0, 64]"),
+    ("rng.sampler_seed", lambda t: t.float(), "rng.sampler_seed must be one int64 >= 0"),
+    ("rng.sampler_seed", lambda t: torch.tensor([1, 2]), "rng.sampler_seed must be one int64 >= 0"),
+    ("rng.sampler_seed", None, "missing the batch sampler's state"),
+    ("rng.sampler_pos", lambda t: torch.tensor(-1), "rng.sampler_pos must be one int64 >= 0, got int64 () = -1"),
+    ("rng.sampler_pos", lambda t: t.double(), "rng.sampler_pos must be one int64 >= 0"),
     ("rng.data", lambda t: t[:100], "expected uint8"),
     ("rng.torch", lambda t: t.float(), "expected uint8"),
     ("rng.noise", None, "missing random state rng.noise"),
@@ -316,6 +316,30 @@ def test_bad_optimizer_tensors_are_refused(run, key, make, needle):
 def test_bad_random_states_are_refused(run, key, make, needle):
     _, ts = _read(run / CKPT)
     rewrite(run, tensors={key: make(ts[key]) if make else None})
+    refused(lambda: _resume(run), needle)
+
+
+def _legacy(run: Path, perm: torch.Tensor, pos: int) -> None:
+    """The sampler state an older gantk wrote: the permutation and a position in it."""
+    rewrite(run, tensors={"rng.sampler_seed": None, "rng.sampler_perm": perm, "rng.sampler_pos": torch.tensor(pos)})
+
+
+def test_an_older_checkpoints_permutation_resumes_with_a_note(run):
+    _legacy(run, torch.randperm(64), 16)
+    with pytest.warns(GantkNote, match="batch order of an older gantk"):
+        result = resume(run, {"steps": 3})
+    _, ts = _read(result.checkpoint)
+    assert result.step == 3 and "rng.sampler_perm" not in ts
+    assert int(ts["rng.sampler_pos"]) == 1  # one critic step since the restart, on the new order
+
+
+@pytest.mark.parametrize("perm,pos,needle", [
+    (torch.zeros(64, dtype=torch.long), 0, "is not a permutation of the run's 64 samples"),
+    (torch.arange(10), 0, "expected int64 (64,)"),
+    (torch.randperm(64), 65, "must be one int64 in [0, 64]"),
+])
+def test_an_older_checkpoints_bad_permutation_is_refused(run, perm, pos, needle):
+    _legacy(run, perm, pos)
     refused(lambda: _resume(run), needle)
 
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 import gantk
 from gantk.cli import app
 from gantk.resolve import make_config
-from gantk.data import resolve_dataset
+from gantk.data import resolve_dataset, to_float
 from gantk.errors import ConfigError, DataError, UsageError
 from gantk.plugins import get_registry
 from gantk.errors import GantkNote, GantkWarning
@@ -353,8 +353,8 @@ def test_channels_last_detection(tmp_path, shape, expect):
         t = resolve_dataset(str(tmp_path / "x.npy")).load()
     assert t.shape == expect
     moved = t.shape != tuple(shape)
-    ref = torch.from_numpy(x).float() / 127.5 - 1
-    torch.testing.assert_close(t, ref.permute(0, 3, 1, 2) if moved else ref)
+    ref = torch.from_numpy(x)  # uint8 pixels are kept as they are
+    assert t.dtype == torch.uint8 and torch.equal(t, ref.permute(0, 3, 1, 2) if moved else ref)
     notes = [w for w in caught if issubclass(w.category, GantkNote) and "channels-last" in str(w.message)]
     assert len(notes) == int(moved)
 
@@ -403,7 +403,7 @@ def folder(tmp_path):
 def _load_folder(path, **opts):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        x = resolve_dataset(str(path), opts).load()
+        x = to_float(resolve_dataset(str(path), opts).load())  # the uint8 cache, as training sees it
     return x, caught
 
 
@@ -425,7 +425,16 @@ def test_image_folder_reads_every_kind_and_skips_broken_files_with_one_warning(f
     assert len(warns) == 1
     assert "skipped 2 of 8 image files" in str(warns[0].message)
     notes = [str(w.message) for w in caught if issubclass(w.category, GantkNote)]
-    assert len(notes) == 1 and "decoded 6 images" in notes[0] and "MiB" in notes[0]
+    assert len(notes) == 3
+    assert "converted 3 images" in notes[0] and "to RGB (1 L, 1 P, 1 RGBA)" in notes[0]
+    assert "1 images of" in notes[1] and "smaller than 8x8 and were upscaled" in notes[1]  # sub/odd.bmp, 7x13
+    assert "decoded 6 images" in notes[2] and "MiB as uint8" in notes[2]
+    # a second load reads the cache, and says the same about the files
+    y, again = _load_folder(folder, resolution=8)
+    assert torch.equal(x, y)
+    assert [str(w.message).split(" (first")[0] for w in again if issubclass(w.category, GantkWarning)] == \
+        [str(warns[0].message).split(" (first")[0]]
+    assert "read the cache of 6 images" in str(again[-1].message)
 
 
 def test_image_folder_grayscale(folder):

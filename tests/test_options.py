@@ -58,7 +58,7 @@ def test_every_field_has_an_option_and_every_flag_is_on_the_cli():
 
 def test_resume_rules_come_from_the_options():
     assert set(RESUME_OVERRIDABLE) == {"steps", "log_every", "checkpoint_every", "image_every", "keep", "device",
-                                       "amp", "channels_last"}
+                                       "amp", "channels_last", "data_memory", "cache_dir"}
     assert all(option(k).resume for k in RESUME_OVERRIDABLE)
     table = options_markdown()
     for k in RESUME_OVERRIDABLE:

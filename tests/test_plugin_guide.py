@@ -20,7 +20,8 @@ from gantk.plugins import register_plugin, unregister_plugin
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 CLASSES = (components.Component, components.Loss, components.LipschitzEnforcer, components.PenaltyOutput,
-           components.GANModel, components.Dataset, components.Protocol, components.Callback, components.Logger)
+           components.GANModel, components.Dataset, components.Augmentation, components.Protocol, components.Callback,
+           components.Logger)
 
 
 def sections(text: str) -> dict[str, str]:
@@ -147,13 +148,33 @@ def test_member_introspection_sees_the_contract():
     # guards the checker itself: if introspection found nothing, the guide test could not fail
     assert set(hookspec_functions()) == {"register_models", "register_losses", "register_lipschitz",
                                          "register_datasets", "register_protocols", "register_loggers",
-                                         "register_commands", "register_feature_extractors"}
+                                         "register_commands", "register_feature_extractors",
+                                         "register_augmentations"}
     assert {"critic_loss", "generator_loss", "needs_real_scores"} <= set(public_members(components.Loss))
     assert {"prepare_critic", "penalty", "after_critic_step", "forbids_batchnorm"} <= set(
         public_members(components.LipschitzEnforcer))
     assert {"value", "stats"} <= set(public_members(components.PenaltyOutput))
     assert {"name", "description", "options", "kind", "opts"} <= set(public_members(components.Component))
-    assert {"load", "can_open", "modality", "latent_dim", "recommended"} <= set(public_members(components.Dataset))
+    assert {"load", "can_open", "modality", "latent_dim", "recommended", "labels", "class_names"} <= set(
+        public_members(components.Dataset))
+    assert {"stage", "p", "apply", "observe", "state", "load_state"} <= set(public_members(components.Augmentation))
+
+
+def test_the_adaptive_augmentation_in_the_guide_works():
+    """The ADA-style example: p rises while the critic scores the real images positive."""
+    src = next(b for b in _code_blocks("python") if "AdaptiveTranslation" in b)
+    mod = types.ModuleType("guide_ada")
+    mod.__dict__.update(gantk=gantk, torch=__import__("torch"))
+    exec(compile(src, "docs/plugins.md", "exec"), mod.__dict__)
+    ada = mod.AdaptiveTranslation(speed=0.3)
+    torch = mod.torch
+    x = torch.rand(16, 3, 16, 16)
+    assert torch.equal(ada.apply(x, torch.Generator().manual_seed(0)), x)  # p = 0 at the start
+    for _ in range(3):
+        ada.observe(torch.ones(16), torch.zeros(16))
+    assert ada.p == pytest.approx(0.9) and not torch.equal(ada.apply(x, torch.Generator().manual_seed(0)), x)
+    ada.observe(-torch.ones(16), torch.zeros(16))
+    assert ada.p == pytest.approx(0.6) and ada.state() == {"p": pytest.approx(0.6)}
 
 
 def _code_blocks(lang: str) -> list[str]:

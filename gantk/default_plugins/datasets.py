@@ -233,7 +233,7 @@ def to_labels(arr: np.ndarray | torch.Tensor, n: int, where: str) -> torch.Tenso
     return t
 
 
-def _to_float(arr: np.ndarray | torch.Tensor, where: str) -> torch.Tensor:
+def _as_samples(arr: np.ndarray | torch.Tensor, where: str) -> torch.Tensor:
     if isinstance(arr, np.ndarray):
         if arr.dtype.kind not in "fiub":
             raise DataError(f"{where}: dtype {arr.dtype} is not usable as samples")
@@ -250,8 +250,8 @@ def _to_float(arr: np.ndarray | torch.Tensor, where: str) -> torch.Tensor:
         raise DataError(f"{where}: samples of shape {tuple(t.shape[1:])} hold no values (a zero-size dimension)")
     if t.dim() == 1:
         t = t[:, None]
-    if t.dtype == torch.uint8:
-        return t.float().div_(127.5).sub_(1.0)
+    if t.dtype == torch.uint8:  # kept as pixels: the samplers convert each batch to [-1, 1]
+        return t
     t = t.float()
     if not torch.isfinite(t).all():
         raise DataError(f"{where}: contains NaN or infinite values")
@@ -260,7 +260,8 @@ def _to_float(arr: np.ndarray | torch.Tensor, where: str) -> torch.Tensor:
 
 class TensorFile(Dataset):
     """Samples stored in a tensor file: .safetensors, .npy or .npz. Shape (N, ...) of any
-    rank, no dimension of size zero; uint8 data is scaled to [−1, 1]. No pickle is ever
+    rank, no dimension of size zero; uint8 data stay uint8 (pixels 0..255, a quarter of
+    float32's memory; training converts each batch to [−1, 1]). No pickle is ever
     loaded, and only regular files are opened (a FIFO or device is refused).
 
     A .safetensors or .npz file holding several tensors is read from the one named by
@@ -326,17 +327,17 @@ class TensorFile(Dataset):
         try:
             with f:
                 if suffix == ".npy":
-                    return _to_float(_read_npy(f, os.fstat(f.fileno()).st_size, where), where), None, None
+                    return _as_samples(_read_npy(f, os.fstat(f.fileno()).st_size, where), where), None, None
                 if suffix == ".npz":
                     x, labels = _read_npz(f, key, where)
-                    return _to_float(x, where), labels, None
+                    return _as_samples(x, where), labels, None
             # safetensors opens the file by name; it was a regular file an instant ago, and
             # its reader checks the header's offsets against the file's size
             with safe_open(where, framework="pt") as st:
                 names = list(st.keys())
                 name = _pick_key([n for n in names if n != LABELS_KEY], key, where, "tensor")
                 labels = st.get_tensor(LABELS_KEY) if LABELS_KEY in names else None
-                return _to_float(st.get_tensor(name), where), labels, (st.metadata() or {}).get("class_names")
+                return _as_samples(st.get_tensor(name), where), labels, (st.metadata() or {}).get("class_names")
         except DataError:
             raise
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError, KeyError, SafetensorError,

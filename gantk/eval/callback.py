@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ..components import Protocol
+from ..data import to_float
 from ..errors import UsageError
 from ..fsutil import append_line, round_sig
 from ..sampling import class_labels, generate
@@ -62,11 +63,13 @@ class EvalCallback(Callback):
         c, cfg = trainer.c, trainer.cfg
         self.path = Path(trainer.run_dir) / "eval.jsonl"
         self.protocol = make_protocol(cfg.data, cfg.data_options, c.data_shape, self.n, self.seed,
-                                      data_seed=cfg.seed, real=c.data, classifier_epochs=self.classifier_epochs,
+                                      # a streamed set is read again by the protocol, as it needs it
+                                      data_seed=cfg.seed, real=None if c.streamed else to_float(c.data),
+                                      classifier_epochs=self.classifier_epochs,
                                       cache=self.cache, features=self.features,
                                       features_weights=self.features_weights, device=trainer.device)
         idx = torch.randperm(len(c.data), generator=torch.Generator().manual_seed(self.seed))[: self.n]
-        self._critic_real = c.data[idx.to(c.data.device)]
+        self._critic_real = to_float(c.data[idx.to(c.data.device)])
         self._critic_real_labels = None if c.labels is None else c.labels[idx.to(c.labels.device)]
 
     def _log_due(self, step: int) -> bool:

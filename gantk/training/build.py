@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from .. import memory
-from ..components import GANModel, LipschitzEnforcer, Loss
-from ..config import TrainConfig
-from ..data import load_samples, modality_of
+from ..cachefile import read_all
+from ..components import Augmentation, GANModel, LipschitzEnforcer, Loss
+from ..config import TrainConfig, parse_bytes
+from ..data import is_mapped, load_samples, modality_of
 from ..errors import ConfigError, DataError, UsageError
 from ..plugins import component_record, get_registry
 from ..resolve import default_model_for
@@ -56,19 +57,27 @@ class Components:
     enforcer: LipschitzEnforcer
     #: the registered data set that loaded the samples (None when they were handed in)
     dataset: str | None = None
-    #: one class index per sample (int64, on the device), or None for unlabelled data
+    #: one int64 class index per sample (on the data's device), or None for unlabelled data
     labels: torch.Tensor | None = None
     #: the classes' names (index order), or None
     class_names: tuple[str, ...] | None = None
     #: classes the networks are conditioned on (0: an unconditional run)
     num_classes: int = 0
+    #: the augmentations of ``--augment``, in the order given
+    augmentations: tuple[Augmentation, ...] = ()
+    #: True when ``data`` is a memory-mapped cache read through DataLoader workers
+    #: (larger than ``--data-memory``); False when it is held in memory
+    streamed: bool = False
 
     def record(self) -> dict:
         """Which plugin (and version) provides each component: stored with the run."""
         names = {"model": self.model.name, "loss": self.loss.name, "lipschitz": self.enforcer.name}
         if self.dataset is not None:
             names["dataset"] = self.dataset
-        return component_record(names)
+        record = component_record(names)
+        for a in self.augmentations:  # keyed "augmentation:NAME": a run may use several
+            record[f"augmentation:{a.name}"] = component_record({"augmentation": a.name})["augmentation"]
+        return record
 
 
 #: copies of a network's weights training keeps: weights, gradients, two Adam moments
@@ -88,6 +97,43 @@ def check_networks_fit(model: GANModel, data_shape: tuple[int, ...], latent: int
     need = (_TRAINING_COPIES + (cfg.ema > 0)) * g + _TRAINING_COPIES * d + batches + 4 * 1024 * latent
     memory.check_fits(need, f"training {model.name!r} with latent size {latent} and batch {cfg.batch_size} "
                             f"(networks of {(g + d) / 1e6:.3g} MB)", ConfigError)
+
+
+def resolve_augmentations(names: str, p: float | None) -> tuple[Augmentation, ...]:
+    """The augmentations ``--augment`` names (comma-separated), each with ``p`` when given."""
+    reg = get_registry("augmentation")
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    if len(set(chosen)) != len(chosen):
+        raise UsageError(f"--augment names an augmentation twice: {names}")
+    return tuple(reg.get(n)(**({} if p is None else {"p": p})) for n in chosen)
+
+
+def data_budget(cfg: TrainConfig) -> int:
+    """``--data-memory`` in bytes; ``auto``: a quarter of the memory available now
+    (what is left holds the networks, their optimizer state, the batches and the
+    loader's prefetched batches), or 4 GB when that cannot be known."""
+    given = parse_bytes(cfg.data_memory)
+    if given is not None:
+        return given
+    avail = memory.available_bytes()
+    return avail // 4 if avail > 0 else 4 * 10**9
+
+
+def place_data(data: torch.Tensor, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, bool]:
+    """Where the training set lives: a memory-mapped cache larger than the budget (or,
+    training on a GPU, than half its free memory) stays mapped and is streamed (True);
+    anything else is read into memory, onto the training device (a uint8 set on a GPU:
+    batches cost no host transfer)."""
+    nbytes = data.numel() * data.element_size()
+    on_gpu_free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    # a GPU keeps half its free memory for the networks and their activations
+    if is_mapped(data) and (nbytes > data_budget(cfg) or (on_gpu_free is not None and nbytes > on_gpu_free // 2)):
+        return data, True
+    if is_mapped(data):
+        memory.check_fits(nbytes, f"holding the {data.shape[0]} samples in memory (--data-memory to stream them)",
+                          ConfigError)
+        data = read_all(data.gantk_cache)  # read the cache once, into memory
+    return data.to(device), False
 
 
 def class_list(labels: torch.Tensor | None, names: tuple[str, ...] | None) -> tuple[int, tuple[str, ...] | None]:
@@ -112,9 +158,10 @@ def build_components(cfg: TrainConfig, *, data: torch.Tensor | None = None, labe
     loss = get_registry("loss").get(cfg.loss)(**cfg.loss_options)
     enforcer = get_registry("lipschitz").get(cfg.lipschitz)(**cfg.lipschitz_options)
     model_cls = get_registry("model").get(cfg.model) if cfg.model else None
+    augmentations = resolve_augmentations(cfg.augment, cfg.augment_p)
     ds = None
     if data is None:
-        ds, data = load_samples(cfg.data, cfg.data_options, cfg.seed)
+        ds, data = load_samples(cfg.data, cfg.data_options, cfg.seed, keep_uint8=True, cache_dir=cfg.cache_dir)
         labels, class_names = getattr(ds, "labels", None), getattr(ds, "class_names", None)
     num_classes = 0
     if cfg.conditional:
@@ -124,6 +171,8 @@ def build_components(cfg: TrainConfig, *, data: torch.Tensor | None = None, labe
         num_classes, class_names = class_list(labels, class_names)
     data_shape = tuple(data.shape[1:])
     modality = modality_of(data_shape)
+    if augmentations and modality != "image":
+        raise ConfigError(f"--augment works on images (C, H, W); {cfg.data} has samples of shape {data_shape}")
     if model_cls is None:
         model_cls = get_registry("model").get(default_model_for(modality))
     model = model_cls(**cfg.model_options)
@@ -149,6 +198,8 @@ def build_components(cfg: TrainConfig, *, data: torch.Tensor | None = None, labe
     cfg.model_options = {k: model.opts[k] for k in cfg.model_options}
     if ds is not None:
         cfg.data_options = {k: ds.opts[k] for k in cfg.data_options}
-    return Components(data.to(device), data_shape, modality, latent, model, generator.to(device),
+    data, streamed = place_data(data, cfg, device)
+    return Components(data, data_shape, modality, latent, model, generator.to(device),
                       critic.to(device), loss, enforcer, ds.name if ds is not None else None,
-                      None if labels is None else labels.to(device), class_names, num_classes)
+                      labels=None if labels is None else labels.to(data.device), class_names=class_names,
+                      num_classes=num_classes, augmentations=augmentations, streamed=streamed)

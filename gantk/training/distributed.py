@@ -66,7 +66,7 @@ from torch import nn
 
 import torch.distributed as dist
 
-from ..data import BatchSampler
+from ..data import BatchSampler, to_float
 from ..errors import DistributedError, UsageError
 from ..ops import _ext, force_ref
 
@@ -227,25 +227,25 @@ def shard(t: torch.Tensor, ctx: Context) -> torch.Tensor:
 
 class ShardedBatchSampler:
     """:class:`gantk.data.BatchSampler`'s global batches, of which this rank keeps its
-    slice. The epoch order and the position are those of the global sampler (it runs
-    on indices), so its :meth:`state` is the one a single process saves and restores."""
+    slice (labels sliced alike). The epoch order and the position are those of the
+    global sampler (it runs on indices), so its :meth:`state` (seed and position) is the
+    one a single process saves and restores."""
 
-    def __init__(self, data: torch.Tensor, batch_size: int, generator: torch.Generator, ctx: Context,
+    def __init__(self, data: torch.Tensor, batch_size: int, generator: torch.Generator | int, ctx: Context, *,
                  labels: torch.Tensor | None = None):
         self.data = data
         self.labels = None if labels is None else labels.to(data.device)
         self.ctx = ctx
         self.batch_size = batch_size
-        self._index = BatchSampler(torch.arange(data.shape[0], device=data.device), batch_size, generator)
-
-    def next(self) -> torch.Tensor:
-        return self.data.index_select(0, shard(self._index.next(), self.ctx))
+        self._index = BatchSampler(data, batch_size, generator)
 
     def next_with_labels(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """This rank's slice of the next global batch and the labels of those samples."""
-        idx = shard(self._index.next(), self.ctx)
+        idx = shard(self._index.indices(), self.ctx).to(self.data.device)
         y = None if self.labels is None else self.labels.index_select(0, idx)
-        return self.data.index_select(0, idx), y
+        return to_float(self.data.index_select(0, idx)), y
+
+    def next(self) -> torch.Tensor:
+        return self.next_with_labels()[0]
 
     def state(self) -> dict[str, torch.Tensor]:
         return self._index.state()

@@ -24,7 +24,7 @@ from torch import nn
 from .. import checkpoint as ckpt_mod
 from .. import plots
 from ..config import TrainConfig
-from ..data import BatchSampler
+from ..data import BatchSampler, StreamingBatchSampler
 from ..errors import CheckpointError, GantkNote, GantkWarning, TrainingError, TrainingInterrupted, UsageError
 from ..fsutil import append_line, check_writable_dir, round_sig, write_bytes_atomic
 from ..ops import acc_dtype
@@ -146,7 +146,11 @@ class Trainer:
         self.g_data = torch.Generator().manual_seed(cfg.seed)
         self.g_noise = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.g_eps = torch.Generator(device=self.device)
-        if self.dist.enabled:
+        self.g_aug = torch.Generator(device=self.device)  # re-seeded per step, as g_eps
+        if c.streamed:  # a cached set larger than --data-memory: read by DataLoader workers
+            self.sampler = StreamingBatchSampler(c.data, cfg.batch_size, self.g_data, labels=c.labels,
+                                                 device=self.device, shard=lambda i: distributed.shard(i, self.dist))
+        elif self.dist.enabled:
             self.sampler = distributed.ShardedBatchSampler(c.data, cfg.batch_size, self.g_data, self.dist,
                                                            labels=c.labels)
         else:
@@ -173,14 +177,14 @@ class Trainer:
     def rng_state(self) -> dict[str, torch.Tensor]:
         st = {"data": self.g_data.get_state(), "noise": self.g_noise.get_state(), "torch": torch.get_rng_state()}
         s = self.sampler.state()
-        st["sampler_perm"], st["sampler_pos"] = s["perm"], s["pos"]
+        st["sampler_seed"], st["sampler_pos"] = s["seed"], s["pos"]
         return st
 
     def _restore(self, ck: ckpt_mod.Checkpoint) -> None:
         # every tensor is checked against what it replaces before anything is loaded:
         # names, shapes, dtypes (no silent casts), finite values, the optimizer's state
         # after step 0 (never a silent fresh start), the random states and the sampler's
-        # permutation of this run's data
+        # seed and position
         extra = ck.meta.get("extra", {})
         for key, have in (("data_shape", tuple(self.c.data_shape)), ("latent_dim", self.c.latent_dim)):
             stored = extra.get(key)
@@ -200,6 +204,7 @@ class Trainer:
         ckpt_mod.check_optimizer_state(ck, "opt_g", self.opt_g)
         ckpt_mod.check_optimizer_state(ck, "opt_d", self.opt_d)
         ckpt_mod.check_rng_state(ck, data_size=self.c.data.shape[0], noise_state_size=self.g_noise.get_state().numel())
+        augment_state = ckpt_mod.augment_state(ck, [a.name for a in self.c.augmentations])
         try:
             self.G.load_state_dict(ck.module_state("generator"))
             self.D.load_state_dict(ck.module_state("critic"))
@@ -211,7 +216,16 @@ class Trainer:
             self.g_data.set_state(t["rng.data"])
             self.g_noise.set_state(t["rng.noise"].to(self.g_noise.get_state().device))
             torch.set_rng_state(t["rng.torch"])
-            self.sampler.load_state({"perm": t["rng.sampler_perm"], "pos": t["rng.sampler_pos"]})
+            for aug in self.c.augmentations:  # what an adaptive augmentation adjusted (its p)
+                aug.load_state(augment_state.get(aug.name, {}))
+            if "rng.sampler_seed" in t:
+                self.sampler.load_state({"seed": t["rng.sampler_seed"], "pos": t["rng.sampler_pos"]})
+            else:  # an older gantk stored the permutation: a new order, from the restored data stream
+                self.sampler.load_state({"seed": torch.randint(0, 2**62, (1,), generator=self.g_data)[0],
+                                         "pos": torch.tensor(0)})
+                warnings.warn(f"{ck.path} stores the batch order of an older gantk: the run continues with a new "
+                              "data order (the weights, optimizers and noise continue exactly)", GantkNote,
+                              stacklevel=3)
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"{ck.path}: does not match its run config ({str(exc).splitlines()[0]})") from None
         self.step = ck.step
@@ -233,7 +247,8 @@ class Trainer:
             opt_g=self.opt_g, opt_d=self.opt_d, rng=self.rng_state(), generator_ema=self.G_ema,
             extra={"data_shape": list(self.c.data_shape), "latent_dim": self.c.latent_dim,
                    "model": self.c.model.name, "modality": self.c.modality, "components": self.c.record(),
-                   **ckpt_mod.class_record(self.c.num_classes, self.c.class_names)},
+                   **ckpt_mod.class_record(self.c.num_classes, self.c.class_names),
+                   "augment": {a.name: a.state() for a in self.c.augmentations}},
         )
         self.last_checkpoint = path
         for _, old in ckpt_mod.list_checkpoints(self.run_dir)[: -self.cfg.keep]:
@@ -289,6 +304,23 @@ class Trainer:
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
+    def _augmented(self, real: torch.Tensor | None, fake: torch.Tensor, step_kind: str,
+                   index: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``--augment``: data-stage augmentations (flip) on the real batch, then the
+        critic-stage ones (DiffAugment) on real and fake alike, differentiably. Their
+        randomness is re-seeded from (seed, step kind, index, rank), so a resume or a
+        lazy schedule never shifts it."""
+        if not self.c.augmentations:
+            return real, fake
+        g = self.g_aug.manual_seed(distributed.derive_seed(self.cfg.seed, "augment", step_kind, index, self.dist.rank))
+        for aug in self.c.augmentations:
+            if aug.stage == "data" and real is not None:
+                real = aug.apply(real, g)
+            elif aug.stage == "critic":
+                real = None if real is None else aug.apply(real, g)
+                fake = aug.apply(fake, g)
+        return real, fake
+
     def critic_step(self) -> dict[str, torch.Tensor]:
         """One critic update: the gradient of (adversarial loss + penalty), then one
         optimizer step. On CUDA that is one backward of the sum; on the CPU the
@@ -308,10 +340,11 @@ class Trainer:
         index = self._critic_index
         self._critic_index += 1
         real, y = self.sampler.next_with_labels() if self.conditional else (self.sampler.next(), None)
-        real = self._layout(real)
         z = self._noise()
         with torch.no_grad(), self._autocast():  # conditional: the fakes get the real batch's labels
-            fake = self._layout(self._gen(z, y).to(real.dtype))  # bf16 under amp: back to the data's dtype
+            fake = self._gen(z, y).to(real.dtype)  # bf16 under amp: back to the data's dtype
+        real, fake = self._augmented(real, fake, "critic", index)  # the critic's inputs, also the penalty's
+        real, fake = self._layout(real), self._layout(fake)
         with self._autocast():
             if self._joint_forward:  # one batched pass over real and fake (see __init__)
                 both = self._critic(torch.cat([real, fake]), None if y is None else torch.cat([y, y])).float()
@@ -346,6 +379,8 @@ class Trainer:
         distributed.average_gradients(self.D.parameters(), self.dist)
         self.opt_d.step()
         self.c.enforcer.after_critic_step(self.D)
+        for aug in self.c.augmentations:  # an adaptive augmentation (ADA) adjusts its p here
+            aug.observe(real_out.detach(), fake_out.detach())
         out = {
             "critic_loss": loss.detach() + pen.value.detach() if pen is not None else loss.detach(),
             "w_estimate": (real_out.detach().float().mean() - fake_out.detach().float().mean()),
@@ -362,11 +397,14 @@ class Trainer:
         y = self._labels()
         with self._autocast():
             real_out = None
-            if self.c.loss.needs_real_scores:
-                with torch.no_grad():  # conditional: the fakes get the real batch's labels
-                    real, y = self.sampler.next_with_labels() if self.conditional else (self.sampler.next(), None)
+            real = None
+            if self.c.loss.needs_real_scores:  # conditional: the fakes get the real batch's labels
+                real, y = self.sampler.next_with_labels() if self.conditional else (self.sampler.next(), None)
+            real, fake = self._augmented(real, self._gen(z, y), "generator", self.step)
+            if real is not None:
+                with torch.no_grad():
                     real_out = self._critic(self._layout(real), y).float()
-            fake_out = self._critic(self._layout(self._gen(z, y)), y).float()
+            fake_out = self._critic(self._layout(fake), y).float()
             if real_out is None:
                 loss = self.c.loss.generator_loss(fake_out)
             else:
@@ -459,6 +497,8 @@ class Trainer:
         finally:
             for sig, h in handlers.items():
                 signal.signal(sig, h)
+            if hasattr(self.sampler, "close"):  # a streaming loader's workers hold the lock's file too
+                self.sampler.close()
             if self._owns_lock and self._lock is not None:
                 self._lock.release()
         result = TrainResult(self.run_dir, self.step, checkpoint, self.last_image,
