@@ -12,7 +12,9 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from gantk.errors import GantkNote
+import gantk
+from gantk.errors import GantkNote, GantkWarning
+from gantk.plugins import register_plugin, unregister_plugin
 from gantk.training import Trainer, amp, resume
 
 
@@ -48,13 +50,16 @@ def test_fp16_penalty_and_critic_gradients_follow_float32(small_cfg):
     assert all(p.dtype == torch.float32 for p in f16.D.parameters())  # float32 master weights
 
 
-def test_penalty_gradient_unscaled_inside_the_norm_matches_float32():
+@pytest.mark.parametrize("impl", ["ref", "ext"])
+def test_penalty_gradient_unscaled_inside_the_norm_matches_float32(impl):
     """The op level: on a small critic the penalty of S·D with inv_scale = 1/S (a
     device tensor), in float16 autocast, is the float32 penalty within float16's
     rounding, and its parameter gradients divided by S are float32's; a power-of-two S
     changes no bit of the penalty and the gradients by float16 subnormals only."""
-    from gantk.ops import gradient_penalty
+    from gantk.ops import _ext, gradient_penalty
 
+    if impl == "ext" and not _ext.available("cpu")[0]:
+        pytest.skip(f"the extension is unavailable: {_ext.available('cpu')[1]}")
     torch.manual_seed(0)
     critic = nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
     real, fake = torch.randn(32, 4), torch.randn(32, 4)
@@ -67,7 +72,7 @@ def test_penalty_gradient_unscaled_inside_the_norm_matches_float32():
         s = torch.tensor(scale)
         with torch.autocast("cpu", dtype=torch.float16):
             out = gradient_penalty(lambda x, s=s: critic(x).float() * s, real, fake, generator=g.manual_seed(3),
-                                   inv_scale=s.reciprocal(), impl="ref")
+                                   inv_scale=s.reciprocal(), impl=impl)
         grads = [gr / s for gr in torch.autograd.grad(out.penalty * s, params)]
         results.append((out.penalty, grads))
         torch.testing.assert_close(out.penalty, ref.penalty, rtol=5e-3, atol=0)
@@ -152,3 +157,32 @@ def test_auto_resolves_from_what_torch_reports_and_is_stored(small_cfg, monkeypa
 def test_fp32_is_off(small_cfg):
     tr = _trainer(small_cfg(amp="fp32"))
     assert tr.cfg.amp == "off" and tr.precision.dtype is None and not tr.precision.scaling
+
+
+class _PlainGP(gantk.LipschitzEnforcer):
+    """A third-party style penalty whose ``penalty`` takes no ``inv_scale``."""
+
+    name = "plain-gp-test"
+    forbids_batchnorm = True
+
+    def penalty(self, critic, real, fake, *, generator=None):
+        gp = gantk.gradient_penalty(critic, real, fake, generator=generator)
+        return gantk.PenaltyOutput(gp.penalty, {"penalty": gp.penalty.detach()})
+
+
+class _PlainPlugin:
+    @gantk.hookimpl
+    def register_lipschitz(self, register):
+        register(_PlainGP)
+
+
+def test_fp16_with_an_enforcer_that_takes_no_inv_scale_warns_once_and_trains(small_cfg):
+    name = register_plugin(_PlainPlugin(), name="test-plain-gp")
+    try:
+        tr = _trainer(small_cfg(amp="fp16", lipschitz="plain-gp-test", steps=2))
+        with pytest.warns(GantkWarning, match="'plain-gp-test' enforcer takes no inv_scale") as rec:
+            tr.train()
+    finally:
+        unregister_plugin(name)
+    assert sum("takes no inv_scale" in str(w.message) for w in rec) == 1
+    assert torch.isfinite(_flat(tr.D.parameters())).all()

@@ -100,6 +100,7 @@ class Precision:
             self._scaled = _ScaledCritic(critic)
         self._warned = False
         self._last: dict[str, torch.Tensor] = {}
+        self._one = torch.ones((), device=device)
 
     def autocast(self):
         if self.dtype is None:
@@ -133,7 +134,7 @@ class Precision:
                               GantkWarning, stacklevel=3)
             return enforcer.penalty(critic, real, fake, generator=generator)
         # S as the scaler holds it (a device tensor; scale() of a float32 one is S·1)
-        s = self.scalers["critic"].scale(torch.ones((), device=self.device))
+        s = self.scalers["critic"].scale(self._one)
         self._scaled.critic, self._scaled.scale = critic, s
         return enforcer.penalty(self._scaled, real, fake, generator=generator, inv_scale=s.reciprocal())
 
