@@ -73,10 +73,12 @@ def main(argv=None) -> int:
                 print(f"round {r}: {which} --amp {amp}: {v:.2f} it/s", file=sys.stderr)
     med = {w: {a: statistics.median(v) for a, v in d.items()} for w, d in its.items()}
     meta = run_metadata(args.device)
-    result = {"meta": meta, "steps": args.steps, "rounds": args.rounds, "it_per_s": its, "median_it_per_s": med}
+    result = {"meta": meta, "steps": args.steps, "rounds": args.rounds, "threads_per_run": args.threads or None,
+              "it_per_s": its, "median_it_per_s": med}
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / f"amp-runs-{args.device}.json").write_text(json.dumps(result, indent=1))
-    print(f"{meta['device_name']}, ISA {meta['cpu_isa']}, {meta['torch_threads']} threads")
+    threads = args.threads or "torch's default"
+    print(f"{meta['device_name']}, ISA {meta.get('cpu_isa')}, {threads} threads per run, {args.steps} steps")
     print("| run | " + " | ".join(f"`--amp {a}` it/s" for a in amps) + " | " +
           " | ".join(f"{a} ×{amps[0]}" for a in amps[1:]) + " |")
     print("|---|" + "---|" * (2 * len(amps) - 1))

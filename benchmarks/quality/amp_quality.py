@@ -4,8 +4,8 @@ the default: the README's default run on the two toy mixtures (``gantk train --l
 wasserstein --lipschitz gp --data D``: the toy sets' tuned WGAN-GP settings) and the
 ``digits`` preset, each seed in each precision, then scored as a user would:
 ``gantk eval RUN --draws 40 --json`` (the mixtures: modes covered, high-quality share
-and W1 / floor against the toy targets) and ``gantk eval RUN --json`` (digits: the
-classifier FD and the classes covered).
+and W1 / floor against the toy targets) and ``gantk eval RUN --json --features digits``
+(digits: the classifier FD and the classes covered, without Inception's features).
 
 Every run is one ``gantk train`` process (``--threads`` torch threads each), ``--jobs``
 of them at a time, on ``--device``; rows are appended to ``--results`` (JSONL) as they
@@ -77,6 +77,8 @@ def run_job(job: dict, args) -> dict:
     ev_args = ["eval", str(run), "--json", "--device", args.device]
     if job["data"] != "digits":
         ev_args += ["--draws", str(args.draws)]
+    else:  # the classifier's FD is the target; Inception's features would only add time
+        ev_args += ["--features", "digits"]
     ev = subprocess.run(_cli() + ev_args, capture_output=True, text=True, env=_env())
     if ev.returncode != 0:
         return {**job, "error": "eval: " + (ev.stderr.strip().splitlines() or ["?"])[-1]}
