@@ -1,16 +1,19 @@
-"""Is gantk's critic step slower or faster than the reference loop's, beyond this machine's
-noise? An interleaved A/B of one critic step: gantk's default, gantk with one backward
-of (loss + penalty) (the CUDA path, forced here), gantk with separate real and fake
-forwards, and the WGAN-GP authors' loop (``gantk.benchmarking.ReferenceLoop``), same
-networks and batch. Each round times every variant twice, in alternating order, so a
-slow spell of a shared VM hits them all; the medians and the per-round paired ratios
-are reported.
+"""Is gantk's training step slower or faster than the reference loop's, beyond this
+machine's noise? An interleaved A/B of one critic step (or, with ``--iteration``, one
+whole generator iteration: 5 critic steps and a generator step): gantk's default, gantk
+with one backward of (loss + penalty) (the CUDA path, forced here), gantk with separate
+real and fake forwards, gantk under each ``--amp`` mode asked for, and the WGAN-GP
+authors' loop (``gantk.benchmarking.ReferenceLoop``, float32, torch's default Adam),
+same networks and batch. Each round times every variant twice, in alternating order,
+so a slow spell of a shared VM hits them all; the medians and the per-round paired
+ratios are reported.
 
     python benchmarks/bench_step_ab.py [--case dcgan-64] [--rounds 10] [--threads 2]
+    python benchmarks/bench_step_ab.py --case toy-mlp --iteration --amp auto --rounds 20
 
 ``bench_step.py`` times each variant in one block, which on a noisy VM can put a
 whole block in a slow spell; use this script when the difference is a few %.
-Writes benchmarks/results/step-ab-<case>-<device>.json.
+Writes benchmarks/results/step-ab-<case>[-iteration]-<device>.json.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import json
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -26,16 +30,40 @@ from common import HERE, run_metadata  # noqa: F401  (common puts gantk on sys.p
 
 from gantk.benchmarking import STEP_CASES, ReferenceLoop, _sync, step_case_trainer
 
+#: critic steps per generator step in ``--iteration`` mode (the preset's n_critic)
+N_CRITIC = 5
 
-def variants(case_name: str, device: str) -> dict:
+
+def _iteration(critic_step, generator_step):
+    def run():
+        for _ in range(N_CRITIC):
+            critic_step()
+        generator_step()
+    return run
+
+
+def variants(case_name: str, device: str, iteration: bool = False, amps: tuple[str, ...] = ()) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="gantk-ab-"))
     tr = step_case_trainer(case_name, tmp, device)
-    one = step_case_trainer(case_name, tmp, device)
-    one._adversarial_first = False  # one backward of the sum, as on CUDA
-    sep = step_case_trainer(case_name, tmp, device, joint_forward=False)
+    trainers = {"gantk": tr}
+    if not iteration:
+        one = step_case_trainer(case_name, tmp, device)
+        one._adversarial_first = False  # one backward of the sum, as on CUDA
+        trainers["gantk-one-backward"] = one
+        trainers["gantk-separate-forward"] = step_case_trainer(case_name, tmp, device, joint_forward=False)
+    for amp in amps:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t = step_case_trainer(case_name, tmp, device, amp=amp)
+        trainers[f"gantk-amp-{amp}" + (f"={t.cfg.amp}" if amp == "auto" else "")] = t
     ref = ReferenceLoop.like(tr)
-    return {"gantk": tr.critic_step, "gantk-one-backward": one.critic_step,
-            "gantk-separate-forward": sep.critic_step, "reference": ref.critic_step}
+    if iteration:
+        fns = {k: _iteration(t.critic_step, t.generator_step) for k, t in trainers.items()}
+        fns["reference"] = _iteration(ref.critic_step, ref.generator_step)
+    else:
+        fns = {k: t.critic_step for k, t in trainers.items()}
+        fns["reference"] = ref.critic_step
+    return fns
 
 
 def ab(fns: dict, rounds: int, device: str) -> dict[str, list[float]]:
@@ -61,24 +89,32 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--iteration", action="store_true",
+                    help=f"time whole generator iterations ({N_CRITIC} critic steps + 1 generator step)")
+    ap.add_argument("--amp", action="append", default=[], choices=["auto", "bf16", "fp16"],
+                    help="also time gantk under this --amp mode (repeatable)")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    times = ab(variants(args.case, args.device), args.rounds, args.device)
+    times = ab(variants(args.case, args.device, args.iteration, tuple(args.amp)), args.rounds, args.device)
     med = {k: statistics.median(v) for k, v in times.items()}
     vs_ref = {k: med["reference"] / v for k, v in med.items()}
     paired = {k: statistics.median(r / t for r, t in zip(times["reference"], v)) for k, v in times.items()}
-    result = {"meta": run_metadata(args.device), "case": args.case, "rounds": args.rounds,
+    unit = "iteration" if args.iteration else "critic step"
+    result = {"meta": run_metadata(args.device), "case": args.case, "unit": unit, "rounds": args.rounds,
               "threads": torch.get_num_threads(), "median_s": med, "speedup_vs_reference": vs_ref,
               "paired_speedup_vs_reference": paired, "times_s": times}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"step-ab-{args.case}-{args.device}.json").write_text(json.dumps(result, indent=1))
-    print(f"| {args.case} critic step ({torch.get_num_threads()} threads, {args.rounds} rounds) | ms | ×reference | paired ×reference |")
-    print("|---|---|---|---|")
+    tag = f"{args.case}-iteration" if args.iteration else args.case
+    (out / f"step-ab-{tag}-{args.device}.json").write_text(json.dumps(result, indent=1))
+    print(f"| {args.case} {unit} ({torch.get_num_threads()} threads, {args.rounds} rounds) | ms | "
+          + ("it/s | " if args.iteration else "") + "×reference | paired ×reference |")
+    print("|---|---|" + ("---|" if args.iteration else "") + "---|---|")
     for k in times:
-        print(f"| {k} | {1e3 * med[k]:.1f} | {vs_ref[k]:.2f} | {paired[k]:.2f} |")
+        its = f" {1 / med[k]:.2f} |" if args.iteration else ""
+        print(f"| {k} | {1e3 * med[k]:.1f} |{its} {vs_ref[k]:.2f} | {paired[k]:.2f} |")
     return 0
 
 

@@ -128,6 +128,12 @@ def run_metadata(device: torch.device | str = "cpu") -> dict[str, Any]:
         "torch_cuda": torch.version.cuda,
         "platform": platform.platform(),
         "cpu": _cpu_model(),
+        # the ISA that decides CPU speed, as torch reports it (bf16 matrix units: avx512_bf16, amx)
+        "cpu_isa": {"capability": torch.backends.cpu.get_cpu_capability(),
+                    "avx512": torch.cpu._is_avx512_supported(),
+                    "avx512_bf16": torch.cpu._is_avx512_bf16_supported(),
+                    "amx_tile": torch.cpu._is_amx_tile_supported(),
+                    "amx_fp16": torch.cpu._is_amx_fp16_supported()},
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": dev.type,

@@ -115,9 +115,11 @@ def save_checkpoint(
     rng: dict[str, torch.Tensor],
     extra: dict[str, Any] | None = None,
     generator_ema: torch.nn.Module | None = None,
+    amp: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write a checkpoint atomically (temporary file, fsync, rename). ``generator_ema``,
-    the generator's weight average (``--ema``), is stored as ``generator_ema.*``."""
+    the generator's weight average (``--ema``), is stored as ``generator_ema.*``;
+    ``amp``, the loss scalers' state under ``--amp fp16``, as ``amp.*``."""
     tensors: dict[str, torch.Tensor] = {}
     for k, v in generator.state_dict().items():
         tensors[f"generator.{k}"] = v
@@ -132,6 +134,8 @@ def save_checkpoint(
     tensors.update(td)
     for k, v in rng.items():
         tensors[f"rng.{k}"] = v
+    for k, v in (amp or {}).items():
+        tensors[f"amp.{k}"] = v
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     meta = {
         "format": FORMAT,
@@ -384,8 +388,20 @@ def _classes_problem(extra: dict, config: TrainConfig) -> str | None:
     return None
 
 
-def optimizer_state(ckpt: Checkpoint, which: str) -> dict:
-    return _optim_from_flat(which, ckpt.tensors, ckpt.meta[which])
+#: optimizer group keys that choose an implementation, not a hyperparameter: the live
+#: optimizer's value stands on resume (a checkpoint from a foreach Adam resumes fused)
+IMPLEMENTATION_KEYS = ("fused", "foreach")
+
+
+def optimizer_state(ckpt: Checkpoint, which: str, optimizer: torch.optim.Optimizer | None = None) -> dict:
+    """The stored state of ``which``, ready for ``optimizer.load_state_dict``; with
+    ``optimizer``, its implementation choices (:data:`IMPLEMENTATION_KEYS`) replace the
+    stored ones."""
+    state = _optim_from_flat(which, ckpt.tensors, ckpt.meta[which])
+    if optimizer is not None:
+        for saved, live in zip(state["param_groups"], optimizer.param_groups):
+            saved.update({k: live[k] for k in IMPLEMENTATION_KEYS if k in live})
+    return state
 
 
 def _describe(t: torch.Tensor) -> str:
@@ -490,6 +506,8 @@ def _group_value_problem(key: str, saved: Any, live: Any) -> str | None:
     which the schedule sets before every step, may be any finite non-negative number."""
     if key == "lr":
         ok = _is_number(saved) and saved >= 0
+    elif key in IMPLEMENTATION_KEYS:
+        ok = saved is None or isinstance(saved, bool)
     else:
         ok = _same_value(saved, live)
     return None if ok else f"{key} is {_short(saved)}, the run's is {_short(live)}"

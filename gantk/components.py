@@ -178,11 +178,16 @@ class LipschitzEnforcer(Component):
 
     ``forbids_batchnorm`` — True when the method is wrong with BatchNorm in the critic
     (a per-sample gradient penalty); the trainer refuses such critics unless the user
-    overrides.
+    overrides. ``takes_inv_scale`` — True when ``penalty`` accepts ``inv_scale=`` (the
+    critic it is given then returns S·D; divide its input gradient by S, e.g. by
+    passing ``inv_scale`` to gantk's penalty op).
     """
 
     kind = "lipschitz enforcer"
     forbids_batchnorm: ClassVar[bool] = False
+    #: True when ``penalty`` also takes ``inv_scale=`` (see docs/plugins.md): under
+    #: ``--amp fp16`` the trainer then passes the loss-scaled critic and 1/S
+    takes_inv_scale: ClassVar[bool] = False
 
     def prepare_critic(self, critic: nn.Module) -> nn.Module:
         return critic

@@ -32,7 +32,9 @@ from .presets import DEFAULT_PRESET, PRESETS
 
 LR_DECAYS = ("none", "linear")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
-AMP_MODES = ("off", "bf16")
+#: ``fp32`` is another name of ``off``; ``auto`` is resolved when the run starts
+#: (gantk.training.amp) and the run stores what it resolved to
+AMP_MODES = ("auto", "off", "fp32", "bf16", "fp16")
 #: what a run's config.json holds beside the config: the plugins that provide its
 #: components, and a conditional run's classes
 RECORD_KEYS = ("components", "num_classes", "class_names")
@@ -206,8 +208,10 @@ class TrainConfig:
         "Score real and fake in one batched critic forward (critics without BatchNorm).",
         off_flag="--separate-forward", default="joint"))
     amp: str = _opt("off", Option(
-        "Mixed precision: off, or bf16 (autocast forward passes; weights, optimizer state and the penalty's "
-        "norm arithmetic stay float32).", default="off", choices=AMP_MODES, resume=True))
+        "Mixed precision: off (or fp32); bf16 (autocast forward passes); fp16 (autocast with loss scaling, the "
+        "penalty's input gradient unscaled inside its norm); auto: bf16 where the device has bfloat16 matrix "
+        "units (CUDA, or a CPU with AVX512-BF16 or AMX), else off. Weights, optimizer state and the penalty's "
+        "norm arithmetic stay float32.", default="off", choices=AMP_MODES, resume=True))
     channels_last: bool = _opt(False, Option(
         "Channels-last (NHWC) images and conv weights, the fast layout of cuDNN and oneDNN convolutions.",
         default="off", resume=True))

@@ -49,7 +49,7 @@ def test_bf16_training_stays_close_to_float32(small_cfg):
 
 
 def test_amp_value_is_checked(small_cfg):
-    with pytest.raises(UsageError, match="--amp must be off or bf16"):
+    with pytest.raises(UsageError, match="--amp must be auto or off or fp32 or bf16 or fp16"):
         small_cfg(amp="fp8")
 
 

@@ -71,7 +71,7 @@ def test_resume_rules_come_from_the_options():
     ("lr", float("nan"), "--lr must be > 0, got nan"),
     ("lr_floor", 1.0, "--lr-floor must lie in [0, 1), got 1.0"),
     ("ema", -0.1, "--ema must lie in [0, 1) (0 = off), got -0.1"),
-    ("amp", "fp8", "--amp must be off or bf16, got 'fp8'"),
+    ("amp", "fp8", "--amp must be auto or off or fp32 or bf16 or fp16, got 'fp8'"),
     ("betas", (0.5, 1.0), "--betas must lie in [0, 1), got (0.5, 1.0)"),
     ("device", "tpu", "--device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
     ("device", "cuda:abc", "--device must be auto, cpu, cuda or cuda:N, got 'cuda:abc'"),

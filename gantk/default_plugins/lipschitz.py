@@ -47,6 +47,7 @@ class GradientPenalty(LipschitzEnforcer):
     description = "gradient penalty lambda*E[(||grad D(x_hat)|| - k)^2] (WGAN-GP), lambda = 10, k = 1"
     options = {"lambda": 10.0, "k": 1.0, "norm_eps": 0.0, "impl": "auto"}
     forbids_batchnorm = True
+    takes_inv_scale = True
     one_sided = False
 
     def __init__(self, **opts):
@@ -55,11 +56,11 @@ class GradientPenalty(LipschitzEnforcer):
             raise UsageError(f"{self.name}: lambda must be >= 0, got {self.opts['lambda']}")
         check_impl(self.opts["impl"], self.name)
 
-    def penalty(self, critic, real, fake, *, generator=None):
+    def penalty(self, critic, real, fake, *, generator=None, inv_scale=None):
         gp = gradient_penalty(
             critic, real, fake,
             weight=self.opts["lambda"], target=self.opts["k"], one_sided=self.one_sided,
-            norm_eps=self.opts["norm_eps"], generator=generator, impl=self.opts["impl"],
+            norm_eps=self.opts["norm_eps"], inv_scale=inv_scale, generator=generator, impl=self.opts["impl"],
         )
         return PenaltyOutput(gp.penalty, {"grad_norm": gp.norms.mean().detach(), "penalty": gp.penalty.detach()})
 

@@ -28,7 +28,7 @@ from ..data import BatchSampler, StreamingBatchSampler
 from ..errors import CheckpointError, GantkNote, GantkWarning, TrainingError, TrainingInterrupted, UsageError
 from ..fsutil import append_line, check_writable_dir, round_sig, write_bytes_atomic
 from ..ops import acc_dtype
-from . import distributed
+from . import amp, distributed
 from .accumulate import MetricAccumulator
 from .build import build_components, has_batchnorm, make_optimizer, resolve_device
 from .callbacks import Callback, TrainResult
@@ -58,13 +58,14 @@ class Trainer:
         if not self.dist.is_main:
             for category in (GantkNote, GantkWarning):
                 warnings.filterwarnings("ignore", category=category)
-        notes = getattr(cfg, "notes", ())
+        self.device = self.dist.device or resolve_device(cfg.device)
+        cfg.amp, amp_note = amp.resolve(cfg.amp, self.device)  # config.json and checkpoints keep the result
+        notes = [*getattr(cfg, "notes", ()), *([amp_note] if amp_note else [])]
         if resume is None and notes:  # what was chosen for the user, and why: one block
             warnings.warn("settings chosen for this run (flags override them):\n  " + "\n  ".join(notes),
                           GantkNote, stacklevel=2)
         self.cfg = cfg
         self.callbacks = list(callbacks or []) if self.dist.is_main else []
-        self.device = self.dist.device or resolve_device(cfg.device)
         self.c = c = build_components(cfg, device=self.device)
         self.G, self.D = c.generator, c.critic
         self.conditional = c.num_classes > 0  # G(z, y) and D(x, y)
@@ -115,9 +116,8 @@ class Trainer:
                 "with clipping and used RMSProp (--optimizer rmsprop, or --preset wgan)",
                 GantkWarning, stacklevel=3,
             )
-        self._amp = cfg.amp == "bf16"
-        if self._amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise UsageError("--amp bf16 needs a GPU with bfloat16 support (Ampere or newer); use --amp off")
+        amp.check(cfg.amp, self.device)
+        self.precision = amp.Precision(cfg.amp, self.device, self.D)
         if cfg.channels_last:
             if c.data.dim() != 4:
                 raise UsageError(f"--channels-last needs image data (N, C, H, W); {cfg.data} has samples of shape "
@@ -210,8 +210,8 @@ class Trainer:
             self.D.load_state_dict(ck.module_state("critic"))
             if self.G_ema is not None:  # (a checkpoint from before the average existed: start it here)
                 self.G_ema.load_state_dict(ck.module_state("generator_ema") or ck.module_state("generator"))
-            self.opt_g.load_state_dict(ckpt_mod.optimizer_state(ck, "opt_g"))
-            self.opt_d.load_state_dict(ckpt_mod.optimizer_state(ck, "opt_d"))
+            self.opt_g.load_state_dict(ckpt_mod.optimizer_state(ck, "opt_g", self.opt_g))
+            self.opt_d.load_state_dict(ckpt_mod.optimizer_state(ck, "opt_d", self.opt_d))
             t = ck.tensors
             self.g_data.set_state(t["rng.data"])
             self.g_noise.set_state(t["rng.noise"].to(self.g_noise.get_state().device))
@@ -226,6 +226,7 @@ class Trainer:
                 warnings.warn(f"{ck.path} stores the batch order of an older gantk: the run continues with a new "
                               "data order (the weights, optimizers and noise continue exactly)", GantkNote,
                               stacklevel=3)
+            self.precision.load(ck.module_state("amp"), str(ck.path))
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"{ck.path}: does not match its run config ({str(exc).splitlines()[0]})") from None
         self.step = ck.step
@@ -245,6 +246,7 @@ class Trainer:
         ckpt_mod.save_checkpoint(
             path, config=self.cfg, step=self.step, generator=self.G, critic=self.D,
             opt_g=self.opt_g, opt_d=self.opt_d, rng=self.rng_state(), generator_ema=self.G_ema,
+            amp=self.precision.state(),
             extra={"data_shape": list(self.c.data_shape), "latent_dim": self.c.latent_dim,
                    "model": self.c.model.name, "modality": self.c.modality, "components": self.c.record(),
                    **ckpt_mod.class_record(self.c.num_classes, self.c.class_names),
@@ -282,10 +284,8 @@ class Trainer:
         return distributed.shard(z, self.dist)
 
     def _autocast(self):
-        """bfloat16 autocast for the networks' forward passes under ``amp = "bf16"``."""
-        if self._amp:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        """Autocast for the networks' forward passes under ``--amp bf16`` / ``fp16``."""
+        return self.precision.autocast()
 
     def _gen(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return self.G(z, y) if self.conditional else self.G(z)
@@ -358,7 +358,7 @@ class Trainer:
         early = self._adversarial_first and penalty_step
         self.opt_d.zero_grad(set_to_none=True)
         if early:
-            loss.backward()  # frees the adversarial graph before the penalty's is built
+            self.precision.backward("critic", loss)  # frees the adversarial graph before the penalty's is built
         pen = None
         with self._autocast():
             if penalty_step:
@@ -367,27 +367,29 @@ class Trainer:
                                             self.dist, real.shape[0], acc_dtype(real.dtype))
                 # under amp the critic (and the backward to x̂) runs in bf16, but x̂ and
                 # ∇ₓD(x̂) are float32 tensors, so the norm and penalty arithmetic is float32
-                # conditional: the critic with the labels held fixed (gantk/training/labels.py)
+                # conditional: the critic with the labels held fixed (gantk/training/labels.py);
+                # under fp16 on the loss-scaled critic, unscaled inside the norm (gantk.training.amp)
                 critic = FixedLabelCritic(self.D, y) if self.conditional else self.D
-                pen = self.c.enforcer.penalty(critic, real, fake, generator=g)
+                pen = self.precision.penalty(self.c.enforcer, critic, real, fake, g)
         weighted = None if pen is None else (pen.value * k if k > 1 else pen.value)
         if early:
             if weighted is not None:
-                weighted.backward()
-        else:
-            (loss if weighted is None else loss + weighted).backward()  # one backward of the sum
+                self.precision.backward("critic", weighted)
+        else:  # one backward of the sum
+            self.precision.backward("critic", loss if weighted is None else loss + weighted)
         distributed.average_gradients(self.D.parameters(), self.dist)
-        self.opt_d.step()
+        self.precision.step("critic", self.opt_d)  # (fp16: skipped when a gradient is not finite)
         self.c.enforcer.after_critic_step(self.D)
         for aug in self.c.augmentations:  # an adaptive augmentation (ADA) adjusts its p here
             aug.observe(real_out.detach(), fake_out.detach())
         out = {
-            "critic_loss": loss.detach() + pen.value.detach() if pen is not None else loss.detach(),
+            "critic_loss": loss.detach() + self.precision.shown("value", pen.value.detach()) if pen is not None
+            else loss.detach(),
             "w_estimate": (real_out.detach().float().mean() - fake_out.detach().float().mean()),
         }
         if pen is not None:
             for k, v in pen.stats.items():
-                out[k] = torch.as_tensor(v).detach().float()
+                out[k] = self.precision.shown(k, torch.as_tensor(v).detach().float())
         return out
 
     def generator_step(self) -> torch.Tensor:
@@ -410,9 +412,9 @@ class Trainer:
             else:
                 loss = self.c.loss.generator_loss(fake_out, real_out)
         self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
+        self.precision.backward("generator", loss)
         distributed.average_gradients(self.G.parameters(), self.dist)
-        self.opt_g.step()
+        self.precision.step("generator", self.opt_g)
         for p in self.D.parameters():
             p.requires_grad_(True)
         if self.dist.enabled and self._sync_buffers:  # BatchNorm running statistics: rank 0's
