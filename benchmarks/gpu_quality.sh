@@ -22,7 +22,7 @@ log quality-start
 (timeout $LIMIT $PY benchmarks/quality/conditional_digits.py --device cuda --jobs 3 --threads 1 --runs /tmp/q/cond --json /tmp/q/conditional_digits.json > /tmp/q/conditional.log 2>&1) &
 log cuda-tests
 (timeout 300 $PY -c "from gantk.ops import _ext; import json; print(json.dumps(_ext.build(verbose=False), default=str)[:2000])" > /tmp/q/build.log 2>&1
- timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_ext_parity.py tests/test_amp_layout.py tests/test_tensorboard.py tests/test_amp_fp16.py tests/test_conditional.py tests/test_augment.py tests/test_image_cache.py > /tmp/q/tests.log 2>&1
+ timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_ext_parity.py tests/test_amp_layout.py tests/test_tensorboard.py tests/test_amp_fp16.py tests/test_cuda_paths.py > /tmp/q/tests.log 2>&1
  tail -25 /tmp/q/tests.log > "$OUT/tests_tail.txt") &
 wait
 log quality-done

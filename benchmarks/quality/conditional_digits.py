@@ -95,8 +95,12 @@ def main() -> None:
                          "name": f"{variant}-seed{seed}"})
     if a.score_only:
         jobs = [j for j in jobs if (Path(a.runs) / j["name"] / "checkpoints").is_dir()]
-    with ThreadPoolExecutor(max(1, a.jobs)) as pool:
-        rows = list(pool.map(train, jobs))
+    rows = []
+    with ThreadPoolExecutor(max(1, a.jobs)) as pool:  # each row is kept as it finishes
+        for row in pool.map(train, jobs):
+            rows.append(row)
+            with open(Path(a.runs) / "rows.jsonl", "a") as f:
+                f.write(json.dumps(row, default=str) + "\n")
     print("| variant | seed | mean class accuracy | worst class | fd | kid | train s |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
