@@ -227,7 +227,7 @@ class StreamingBatchSampler:
         x, idx = next(self._it)
         self._order.pos += 1  # one more batch taken
         y = None if self.labels is None else self.labels.index_select(0, idx.to(self.labels.device))
-        return to_float(x.to(self.device, non_blocking=True)), y
+        return to_float(x.to(self.device, non_blocking=True)), None if y is None else y.to(self.device)
 
     def next(self) -> torch.Tensor:
         return self.next_with_labels()[0]

@@ -176,10 +176,10 @@ LABELS = np.arange(64, dtype=np.int64)
 @pytest.mark.parametrize("kind", ["npz", "safetensors"])
 def test_the_array_named_images_is_read_not_the_first_with_a_note(tmp_path, kind):
     p = tmp_path / f"d.{kind}"
-    _write(kind, p, labels=LABELS, images=POINTS)
+    _write(kind, p, feats=POINTS * 0, images=POINTS)
     x, notes = _load(p)
     torch.testing.assert_close(x, torch.from_numpy(POINTS))
-    assert len(notes) == 1 and "'images'" in notes[0] and "labels" in notes[0], notes
+    assert len(notes) == 1 and "'images'" in notes[0] and "feats" in notes[0], notes
     res = _train(p, tmp_path)
     assert res.exit_code == 0, res.output
     assert "note:" in res.output and "reading the" in res.output and "'images'" in res.output
@@ -199,18 +199,33 @@ def test_preferred_names_in_order_and_an_explicit_key_wins_silently(tmp_path, ki
 @pytest.mark.parametrize("kind", ["npz", "safetensors"])
 def test_a_single_array_is_read_whatever_its_name(tmp_path, kind):
     p = tmp_path / f"d.{kind}"
-    _write(kind, p, labels=POINTS)
+    _write(kind, p, feats=POINTS)
     x, notes = _load(p)
     torch.testing.assert_close(x, torch.from_numpy(POINTS))
     assert notes == []
 
 
 @pytest.mark.parametrize("kind", ["npz", "safetensors"])
-def test_several_arrays_none_preferred_is_ambiguous(tmp_path, kind):
+def test_a_labels_array_is_never_read_as_the_samples(tmp_path, kind):
+    """``labels`` is the class index of each sample (conditional GANs): beside one other
+    array it is taken as the labels, silently; alone it is no data set."""
     p = tmp_path / f"d.{kind}"
     _write(kind, p, labels=LABELS, feats=POINTS)
+    ds = resolve_dataset(str(p), {})
+    torch.testing.assert_close(ds.load(), torch.from_numpy(POINTS))
+    assert ds.labels.tolist() == LABELS.tolist()
+    q = tmp_path / f"only.{kind}"
+    _write(kind, q, labels=LABELS)
+    with pytest.raises(DataError, match="holds no"):
+        resolve_dataset(str(q), {}).load()
+
+
+@pytest.mark.parametrize("kind", ["npz", "safetensors"])
+def test_several_arrays_none_preferred_is_ambiguous(tmp_path, kind):
+    p = tmp_path / f"d.{kind}"
+    _write(kind, p, other=POINTS * 0, feats=POINTS)
     res = _train(p, tmp_path)
-    assert_clean_error(res, 1, str(p), "several", "feats", "labels", "-O data.key=NAME")
+    assert_clean_error(res, 1, str(p), "several", "feats", "other", "-O data.key=NAME")
     assert _no_run_written(tmp_path)
     res = _train(p, tmp_path, "-O", "data.key=feats")
     assert res.exit_code == 0, res.output

@@ -55,30 +55,36 @@ def test_a_missing_tensorboard_is_one_line(tmp_path, monkeypatch):
     assert not any(tmp_path.iterdir())  # the failed start left nothing
 
 
-def _sync_count(tmp_path, name, *extra):
+
+def _sync_count(small_cfg, name, loggers):
+    """Host syncs of a 12-step CUDA run (torch's sync debug mode warns at each one),
+    trained in-process (the CLI routes warnings to its own printer)."""
     import warnings
 
     import torch
-    torch.cuda.set_sync_debug_mode("warn")  # every host sync on the GPU is a warning
+
+    from gantk.training import Trainer
+    cfg = small_cfg(device="cuda", steps=12, log_every=3, name=name, batch_size=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = Trainer(cfg, callbacks=loggers)
+    torch.cuda.set_sync_debug_mode("warn")
     try:
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
-            res = CliRunner().invoke(app, [
-                "train", "--data", "8gaussians", "-O", "data.n=512", "--steps", "12", "--batch-size", "64",
-                "--log-every", "3", "--image-every", "12", "--checkpoint-every", "12", "--out", str(tmp_path),
-                "--name", name, "--device", "cuda", *extra])
+            trainer.train()
     finally:
         torch.cuda.set_sync_debug_mode(0)
-    assert res.exit_code == 0, res.output
-    return sum("synchronizing" in str(w.message) for w in seen)
+    return sum("synchroniz" in str(w.message) for w in seen)
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a GPU")
-def test_the_logger_adds_no_host_sync_on_cuda(tmp_path):
+def test_the_logger_adds_no_host_sync_on_cuda(small_cfg):
     """The logger gets the numbers metrics.jsonl already brought to the host: the same
     training run synchronises with the GPU exactly as often with it as without it."""
-    _sync_count(tmp_path, "warmup")  # kernels load and the extension is fetched once
-    without = _sync_count(tmp_path, "plain")
-    with_tb = _sync_count(tmp_path, "tb", "--logger", "tensorboard")
+    from gantk.plugins import get_registry
+    _sync_count(small_cfg, "warmup", [])  # kernels load once
+    without = _sync_count(small_cfg, "plain", [])
+    with_tb = _sync_count(small_cfg, "tb", [get_registry("logger").get("tensorboard")()])
     assert without > 0  # the check can see a sync: metrics.jsonl's own, every --log-every
     assert with_tb == without

@@ -66,7 +66,8 @@ class Components:
     enforcer: LipschitzEnforcer
     #: the registered data set that loaded the samples (None when they were handed in)
     dataset: str | None = None
-    #: one int64 class index per sample (on the data's device), or None for unlabelled data
+    #: one int64 class index per sample (on the training device, also when the samples are
+    #: streamed from a cache), or None for unlabelled data
     labels: torch.Tensor | None = None
     #: the classes' names (index order), or None
     class_names: tuple[str, ...] | None = None
@@ -210,5 +211,5 @@ def build_components(cfg: TrainConfig, *, data: torch.Tensor | None = None, labe
     data, streamed = place_data(data, cfg, device)
     return Components(data, data_shape, modality, latent, model, generator.to(device),
                       critic.to(device), loss, enforcer, ds.name if ds is not None else None,
-                      labels=None if labels is None else labels.to(data.device), class_names=class_names,
+                      labels=None if labels is None else labels.to(device), class_names=class_names,
                       num_classes=num_classes, augmentations=augmentations, streamed=streamed)
