@@ -379,11 +379,16 @@ class ProtocolRequest:
     load_real: Any = None
     cache: Any = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: one class index per real sample when the data is labelled (set with ``real``, or
+    #: by ``load_real()`` returning ``(samples, labels)``), else None
+    real_labels: torch.Tensor | None = None
 
     def real_samples(self) -> torch.Tensor:
-        """The run's samples: ``real``, else loaded with ``load_real()``."""
+        """The run's samples: ``real``, else loaded with ``load_real()`` (which may return
+        the samples, or the samples and their labels)."""
         if self.real is None:
-            self.real = self.load_real()
+            loaded = self.load_real()
+            self.real, self.real_labels = loaded if isinstance(loaded, tuple) else (loaded, self.real_labels)
         return self.real
 
 

@@ -449,3 +449,46 @@ def test_an_image_folder_run_is_scored_by_the_image_protocol(tmp_path, pool_extr
     assert rec["protocol"] == "image" and rec["n_real"] == 20 and rec["extractor"] == "test-pool" and "fid" in rec
     assert d["protocol"] == "image" and d["n"] == 24 and d["n_real"] == d["n_fake"] == 24  # all 24 real images
     assert d["fid"] > 0 and 0 <= d["precision"] <= 1 and d["weights_sha256"] == PoolFeatures().weights_sha256
+
+
+def test_fid_per_class_pairs_each_class_with_its_own_real_images():
+    from gantk.eval.protocols import fid_per_class
+    from gantk.eval import metrics as m
+    rng = np.random.default_rng(3)
+    real = np.concatenate([rng.normal(0, 1, (40, 4)), rng.normal(5, 1, (40, 4))])
+    real_y = np.repeat([0, 1], 40)
+    fake = np.concatenate([rng.normal(0, 1, (30, 4)), rng.normal(5, 1, (30, 4)), rng.normal(9, 1, (1, 4))])
+    fake_y = np.concatenate([np.repeat([0, 1], 30), [2]])
+    out = fid_per_class(real, real_y, fake, fake_y)
+    assert out[0] == pytest.approx(m.frechet_distance(real[:40], fake[:30]))
+    assert out[1] == pytest.approx(m.frechet_distance(real[40:], fake[30:60]))
+    assert out[2] is None  # one sample, no real images of that class
+    swapped = fid_per_class(real, 1 - real_y, fake, fake_y)  # classes paired with the wrong images
+    assert min(swapped[:2]) > 10 * max(out[:2])
+
+
+def test_a_conditional_image_folder_run_gets_fid_per_class(tmp_path, pool_extractor, monkeypatch):
+    """Class sub-folders label the images; a --conditional run is scored by the image
+    protocol per class too, during training (--eval-every) and by gantk eval."""
+    from gantk.eval import EvalCallback, evaluate
+    from gantk.resolve import make_config
+    from gantk.training import Trainer
+
+    monkeypatch.setenv("GANTK_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(9)
+    for k, cls in enumerate(("dark", "light")):
+        arr = rng.integers(0, 128, size=(12, 16, 16, 3), dtype=np.uint8) + 127 * k
+        (tmp_path / "imgs").mkdir(exist_ok=True)
+        _write_set(tmp_path / "imgs", cls, arr.astype(np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = make_config(None, data=str(tmp_path / "imgs"), data_options={"resolution": 16}, model="dcgan",
+                          model_options={"width": 8}, steps=1, batch_size=8, n_critic=1, out=str(tmp_path / "runs"),
+                          name="c", log_every=1, checkpoint_every=0, image_every=0, device="cpu", conditional=True)
+        cb = EvalCallback(every=1, n=20, features="test-pool")
+        res = Trainer(cfg, callbacks=[cb]).train()
+        d = evaluate(res.run_dir, features="test-pool")
+    rec = json.loads((res.run_dir / "eval.jsonl").read_text().splitlines()[0])
+    for r in (rec, d):
+        assert r["protocol"] == "image" and len(r["fid_per_class"]) == 2
+        assert all(v is not None and v > 0 for v in r["fid_per_class"])

@@ -65,6 +65,7 @@ class EvalCallback(Callback):
         self.protocol = make_protocol(cfg.data, cfg.data_options, c.data_shape, self.n, self.seed,
                                       # a streamed set is read again by the protocol, as it needs it
                                       data_seed=cfg.seed, real=None if c.streamed else to_float(c.data),
+                                      real_labels=None if c.streamed or c.labels is None else c.labels.cpu(),
                                       classifier_epochs=self.classifier_epochs,
                                       cache=self.cache, features=self.features,
                                       features_weights=self.features_weights, device=trainer.device)

@@ -68,6 +68,7 @@ def make_protocol(
     *,
     data_seed: int = 0,
     real: torch.Tensor | None = None,
+    real_labels: torch.Tensor | None = None,
     classifier_epochs: int = CLASSIFIER_EPOCHS,
     cache: str | Path | None = None,
     draws: int = 1,
@@ -98,12 +99,17 @@ def make_protocol(
     if n is None:
         n = getattr(cls, "default_n", DEFAULT_N)
     req = ProtocolRequest(dataset, tuple(data_shape), n, seed, draws=draws, real=real, cache=cache,
-                          load_real=lambda: load_samples(data, data_options, data_seed)[1],
+                          real_labels=real_labels, load_real=lambda: _samples_and_labels(data, data_options, data_seed),
                           options={"classifier_epochs": classifier_epochs, "features": features,
                                    "features_weights": None if features_weights is None else str(features_weights),
                                    "device": device, "batch_size": batch_size, "n_given": n_given,
                                    "source": _source(data, data_options)})
     return cls.from_request(req)
+
+
+def _samples_and_labels(data: str, data_options: dict[str, Any], seed: int) -> tuple[torch.Tensor, Any]:
+    ds, x = load_samples(data, data_options, seed)
+    return x, getattr(ds, "labels", None)
 
 
 def score_generator(proto: Protocol, generator: nn.Module, latent_dim: int, n: int, seed: int = 0,
@@ -259,6 +265,7 @@ METRIC_NOTES: dict[str, str] = {
     "class_accuracy_min": "conditional runs: the worst class's accuracy",
     "class_accuracy_per_class": "conditional runs: the accuracy of each class 0..K-1",
     "fd_per_class": "conditional runs: FD of each class's samples vs the held-out digits of that class (about 54)",
+    "fid_per_class": "conditional runs on labelled images: FID of each class's samples vs that class's real images",
     "precision": "generated samples inside the real data's k-NN balls (fidelity)",
     "recall": "real samples inside the generated k-NN balls (diversity)",
     "density": "k-NN ball memberships per generated sample / k (≈ 1 when alike)",

@@ -47,6 +47,19 @@ def warn_small_n(n_real: int, n_fake: int, dim: int, what: str = "FID") -> None:
                       "compare only numbers measured at the same N", GantkWarning, stacklevel=3)
 
 
+def fid_per_class(real: np.ndarray, real_classes: np.ndarray, fake: np.ndarray,
+                  fake_classes: np.ndarray) -> list[float | None]:
+    """FID of each class c: the samples drawn for c against the real images of class c
+    (fewer of each than the whole set, so biased upwards against the overall FID:
+    compare classes and runs at the same N). None where either side has under two."""
+    k = int(max(real_classes.max(initial=-1), fake_classes.max(initial=-1))) + 1
+    out: list[float | None] = []
+    for c in range(k):
+        a, b = real[real_classes == c], fake[fake_classes == c]
+        out.append(metrics.frechet_distance(a, b) if len(a) > 1 and len(b) > 1 else None)
+    return out
+
+
 def feature_metrics(real: np.ndarray, fake: np.ndarray, seed: int = 0) -> dict[str, Any]:
     """FID (float64 statistics, scipy's matrix square root), KID (100 subsets of
     min(1000, N)), precision / recall (k = 3) and density / coverage (k = 5) of two
@@ -257,8 +270,9 @@ class DigitsProtocol(Protocol):
         self.fd_floor = metrics.frechet_distance(train_feats, self.real_feats)
         self.kid_floor = metrics.kernel_inception_distance(train_feats, self.real_feats, seed=seed)[0]
         if self.extractor is not None:
-            _, _, x_held, _ = digits_split()
+            _, _, x_held, y_held = digits_split()
             held = x_held[: min(n, len(x_held))]
+            self.ext_real_classes = y_held[: len(held)].cpu().numpy()
             if size != 8:  # the held-out digits as the run saw them (the digits data set's upscaling)
                 held = F.interpolate(held, size=(size, size), mode="bilinear", align_corners=False).clamp(-1, 1)
             self.ext_real = real_features(self.extractor, held, f"digits held-out split, size {size}",
@@ -306,6 +320,9 @@ class DigitsProtocol(Protocol):
             extra = {**feature_metrics(self.ext_real, fake_feats, self.seed), **describe_extractor(ext)}
             extra.pop("extractor")
             out.update({f"{ext.name}_{k}": v for k, v in extra.items()})
+            if labels is not None:
+                out[f"{ext.name}_fid_per_class"] = fid_per_class(self.ext_real, self.ext_real_classes, fake_feats,
+                                                                 labels.cpu().numpy())
         return out
 
 
@@ -322,6 +339,7 @@ class ImageProtocol(Protocol):
     name = "image"
     description = "FID, KID, precision/recall, density/coverage on Inception-v3 features for any image data"
     default_n = IMAGE_DEFAULT_N
+    uses_labels = True
 
     @classmethod
     def accepts(cls, data_shape):
@@ -334,29 +352,42 @@ class ImageProtocol(Protocol):
                             f"shape {tuple(req.data_shape)}")
         ext = _extractor_from(req)
         o = req.options
-        proto = cls(req.real_samples(), req.n, req.seed, extractor=ext, source=o.get("source", "data"),
-                    cache=req.cache, batch_size=o.get("batch_size", DEFAULT_BATCH))
+        real = req.real_samples()
+        proto = cls(real, req.n, req.seed, extractor=ext, source=o.get("source", "data"),
+                    cache=req.cache, batch_size=o.get("batch_size", DEFAULT_BATCH), real_labels=req.real_labels)
         if not o.get("n_given", True):
             proto.n = len(proto.real_feats)
         return proto
 
     def __init__(self, real: torch.Tensor, n: int, seed: int, *, extractor: FeatureExtractor, source: str,
-                 cache: str | Path | None = None, batch_size: int = DEFAULT_BATCH):
+                 cache: str | Path | None = None, batch_size: int = DEFAULT_BATCH,
+                 real_labels: torch.Tensor | None = None):
         if n < 2:
             raise UsageError(f"the image protocol needs N >= 2, got {n}")
         self.extractor, self.seed, self.batch_size, self.n = extractor, seed, batch_size, n
         real = real.detach().float().cpu()
+        labels = None if real_labels is None else real_labels.detach().cpu().numpy()
         if n < len(real):
-            idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(1000 + seed))[:n]
-            real, source = real[idx.sort().values], f"{source}, {n} drawn with seed {seed}"
+            idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(1000 + seed))[:n].sort().values
+            real, source = real[idx], f"{source}, {n} drawn with seed {seed}"
+            labels = None if labels is None else labels[idx.numpy()]
         self.real_feats = real_features(extractor, real, source, batch_size=batch_size, cache=cache)
+        #: the class of each real feature vector (labelled data), for the per-class FID
+        self.real_classes = labels
 
-    def score(self, fake):
+    def score(self, fake, labels=None):
+        """FID, KID, PRDC of the generated set against the real one; for a conditional
+        run's samples (``labels``: the class each was drawn for) and labelled real data
+        also ``fid_per_class``: each class's samples against that class's real images."""
         check_finite(fake)
         ext = self.extractor
         fake_feats = extract_features(ext, fake, batch_size=self.batch_size)
         warn_small_n(len(self.real_feats), len(fake_feats), ext.feature_dim)
-        return {**feature_metrics(self.real_feats, fake_feats, self.seed), **describe_extractor(ext)}
+        out = {**feature_metrics(self.real_feats, fake_feats, self.seed), **describe_extractor(ext)}
+        if labels is not None and self.real_classes is not None:
+            out["fid_per_class"] = fid_per_class(self.real_feats, self.real_classes, fake_feats,
+                                                 labels.detach().cpu().numpy())
+        return out
 
 
 @hookimpl
