@@ -26,20 +26,10 @@ import warnings
 from pathlib import Path
 
 import torch
-from common import HERE, run_metadata  # noqa: F401  (common puts gantk on sys.path)
+from common import HERE, N_CRITIC, run_metadata  # noqa: F401  (common puts gantk on sys.path)
+from common import iteration as whole_iteration
 
 from gantk.benchmarking import STEP_CASES, ReferenceLoop, _sync, step_case_trainer
-
-#: critic steps per generator step in ``--iteration`` mode (the preset's n_critic)
-N_CRITIC = 5
-
-
-def _iteration(critic_step, generator_step):
-    def run():
-        for _ in range(N_CRITIC):
-            critic_step()
-        generator_step()
-    return run
 
 
 def variants(case_name: str, device: str, iteration: bool = False, amps: tuple[str, ...] = ()) -> dict:
@@ -58,8 +48,8 @@ def variants(case_name: str, device: str, iteration: bool = False, amps: tuple[s
         trainers[f"gantk-amp-{amp}" + (f"={t.cfg.amp}" if amp == "auto" else "")] = t
     ref = ReferenceLoop.like(tr)
     if iteration:
-        fns = {k: _iteration(t.critic_step, t.generator_step) for k, t in trainers.items()}
-        fns["reference"] = _iteration(ref.critic_step, ref.generator_step)
+        fns = {k: whole_iteration(t.critic_step, t.generator_step) for k, t in trainers.items()}
+        fns["reference"] = whole_iteration(ref.critic_step, ref.generator_step)
     else:
         fns = {k: t.critic_step for k, t in trainers.items()}
         fns["reference"] = ref.critic_step

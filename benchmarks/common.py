@@ -13,3 +13,15 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(HERE.parent))
 
 from gantk.benchmarking import ROOT, memory_bandwidth, run_metadata, timeit  # noqa: E402,F401
+
+#: critic steps per generator step in whole-iteration timings (the wgan-gp preset's n_critic)
+N_CRITIC = 5
+
+
+def iteration(critic_step, generator_step):
+    """One generator iteration: ``N_CRITIC`` critic steps, then one generator step."""
+    def run():
+        for _ in range(N_CRITIC):
+            critic_step()
+        generator_step()
+    return run

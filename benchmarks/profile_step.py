@@ -25,22 +25,14 @@ import warnings
 from pathlib import Path
 
 import torch
-from common import HERE, run_metadata
+from common import HERE, N_CRITIC, run_metadata
+from common import iteration as whole_iteration
 from torch.profiler import ProfilerActivity, profile
 
 from gantk.benchmarking import STEP_CASES, ReferenceLoop, step_case_trainer
 
 MATMUL = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::_convolution", "aten::mkldnn_convolution",
           "aten::convolution_backward", "aten::_mkldnn_matmul", "mkldnn::", "aten::cudnn_convolution")
-N_CRITIC = 5
-
-
-def _iteration(critic_step, generator_step):
-    def run():
-        for _ in range(N_CRITIC):
-            critic_step()
-        generator_step()
-    return run
 
 
 def _optimizer_events(prof) -> set[int]:
@@ -88,15 +80,15 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="gantk-prof-"))
     tr = step_case_trainer(args.case, tmp, args.device)
-    fns = {"gantk": _iteration(tr.critic_step, tr.generator_step)}
+    fns = {"gantk": whole_iteration(tr.critic_step, tr.generator_step)}
     for amp in args.amp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t = step_case_trainer(args.case, tmp, args.device, amp=amp)
-        fns[f"gantk --amp {amp}" + (f" (= {t.cfg.amp})" if amp == "auto" else "")] = _iteration(t.critic_step,
+        fns[f"gantk --amp {amp}" + (f" (= {t.cfg.amp})" if amp == "auto" else "")] = whole_iteration(t.critic_step,
                                                                                              t.generator_step)
     ref = ReferenceLoop.like(tr)
-    fns["reference"] = _iteration(ref.critic_step, ref.generator_step)
+    fns["reference"] = whole_iteration(ref.critic_step, ref.generator_step)
     rows = {k: breakdown(f, args.iterations) for k, f in fns.items()}
     meta = run_metadata(args.device)
     Path(args.out).mkdir(parents=True, exist_ok=True)
