@@ -205,8 +205,8 @@ class StreamingBatchSampler:
         self.info: CacheInfo = data.gantk_cache
         self._order = BatchSampler(data, batch_size, generator)
         self.batch_size = batch_size
-        self.labels = labels
         self.device = torch.device(device)
+        self.labels = None if labels is None else labels.to(self.device)  # batches' labels on the device
         self.shard = shard or (lambda i: i)
         self.workers = loader_workers() if workers is None else workers
         self.prefetch = prefetch
@@ -227,7 +227,7 @@ class StreamingBatchSampler:
         x, idx = next(self._it)
         self._order.pos += 1  # one more batch taken
         y = None if self.labels is None else self.labels.index_select(0, idx.to(self.labels.device))
-        return to_float(x.to(self.device, non_blocking=True)), None if y is None else y.to(self.device)
+        return to_float(x.to(self.device, non_blocking=True)), y
 
     def next(self) -> torch.Tensor:
         return self.next_with_labels()[0]
