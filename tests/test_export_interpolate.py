@@ -1,6 +1,5 @@
 """`gantk export` (a generator file that loads with torch alone) and `gantk interpolate`
 (a grid of latent interpolations and an animated GIF)."""
-import os
 import subprocess
 import sys
 
@@ -29,13 +28,14 @@ torch.save(m(torch.load(zpath)), outpath)
 
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
-    os.environ["GANTK_FORCE_REF"] = "1"
     d = tmp_path_factory.mktemp("img")
     x = (torch.rand(64, 1, 16, 16) * 2 - 1).numpy()
     np.save(d / "imgs.npy", x)
     cfg = make_config(data=str(d / "imgs.npy"), model="dcgan", model_options={"width": 8}, steps=1, batch_size=16,
                       n_critic=1, out=str(d), name="r", device="cpu", image_every=0, preset="wgan-gp")
-    return Trainer(cfg).train().run_dir
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GANTK_FORCE_REF", "1")
+        return Trainer(cfg).train().run_dir
 
 
 @pytest.mark.parametrize("suffix", [".pt2", ".pt"])
@@ -83,8 +83,8 @@ def test_slerp_keeps_the_ends_and_the_norm_typical():
     assert (mid > lin).all()  # the straight line passes close to the origin
 
 
-def test_interpolate_refuses_point_runs(tmp_path):
-    os.environ["GANTK_FORCE_REF"] = "1"
+def test_interpolate_refuses_point_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANTK_FORCE_REF", "1")
     cfg = make_config(data="8gaussians", data_options={"n": 64}, steps=1, batch_size=16, n_critic=1,
                       out=str(tmp_path), name="p", device="cpu", image_every=0, preset="wgan-gp")
     run = Trainer(cfg).train().run_dir

@@ -80,7 +80,9 @@ class MLP(GANModel):
         if num_classes:
             return CondSequential(ConcatEmbedding(num_classes, EMBED_DIM),
                                   *_mlp(n + EMBED_DIM, 1, self.opts["width"], self.opts["depth"]), _Reshape(()))
-        return nn.Sequential(nn.Flatten(), *_mlp(n, 1, self.opts["width"], self.opts["depth"]), _Reshape(()))
+        # built of Flatten, Linear and ReLU only, so the gradient penalty recognises it as
+        # piecewise linear and takes its input gradient in closed form (gantk.ops.piecewise)
+        return nn.Sequential(nn.Flatten(), *_mlp(n, 1, self.opts["width"], self.opts["depth"]), nn.Flatten(0))
 
 
 @hookimpl

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ExtensionError, UsageError
-from . import _ext
+from . import _ext, piecewise
 from .common import acc_dtype, check_impl, force_ref
 
 __all__ = [
@@ -280,6 +280,10 @@ def _input_gradient(critic, points: torch.Tensor) -> tuple[torch.Tensor, torch.T
     """``(x, scores, g)``: x a detached copy of ``points`` that requires grad, the critic's
     scores there and ∇ₓ Σ_i D(x_i) with ``create_graph=True``."""
     x = points.detach().requires_grad_(True)
+    layers = piecewise.closed_form_applies(critic, x)
+    if layers is not None:  # a ReLU/LeakyReLU MLP: no double backward through zeros
+        scores, g = piecewise.mlp_input_gradient(layers, x)
+        return x, scores, g
     scores = critic(x)
     (g,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
     return x, scores, g
@@ -298,6 +302,9 @@ def input_gradient(
     back-propagates into the critic's parameters. Row i is ∇D(x_i) when sample i's score
     depends on x_i alone (no BatchNorm or other batch mixing in the critic). ``points``
     are detached first: the penalty reaches the critic, not what produced the points.
+    A ReLU/LeakyReLU MLP critic (``nn.Sequential``; :mod:`gantk.ops.piecewise` says
+    which) gets g in closed form: autograd's numbers without its double backward
+    through zeros, differentiable once.
 
     ``inv_scale`` (1/S as a device tensor) is for a critic whose output carries a loss
     scale S: the returned ``grad`` is multiplied by it (in ``grad``'s dtype), i.e.
