@@ -31,7 +31,7 @@ def _mlp(n_in: int, n_out: int, width: int, depth: int) -> list[nn.Module]:
     layers: list[nn.Module] = []
     d = n_in
     for _ in range(depth):
-        layers += [nn.Linear(d, width), nn.ReLU()]
+        layers += [nn.Linear(d, width), nn.ReLU(inplace=True)]
         d = width
     layers.append(nn.Linear(d, n_out))
     return layers

@@ -100,10 +100,10 @@ def piecewise_layers(critic) -> PiecewiseLayers | None:
 
 def _mask(grad: torch.Tensor, h: torch.Tensor, slope: float) -> torch.Tensor:
     """grad · σ'(z), with ``h = σ(z)`` (the activation's output), as the activation's own
-    backward computes it."""
+    backward computes it, written over ``grad`` (a product's fresh output, used once)."""
     if slope == 0.0:
-        return torch.ops.aten.threshold_backward(grad, h, 0)
-    return torch.ops.aten.leaky_relu_backward(grad, h, slope, True)
+        return torch.ops.aten.threshold_backward.grad_input(grad, h, 0, grad_input=grad)
+    return torch.ops.aten.leaky_relu_backward.grad_input(grad, h, slope, True, grad_input=grad)
 
 
 class _MLPInputGradient(torch.autograd.Function):
@@ -116,7 +116,8 @@ class _MLPInputGradient(torch.autograd.Function):
         h = x
         for w, b, slope in zip(ws, bs, slopes):
             z = torch.addmm(b, h, w.t()) if b is not None else h @ w.t()
-            h = torch.relu(z) if slope == 0.0 else torch.nn.functional.leaky_relu(z, slope)
+            # in place: z is not needed again (the masks are read from h = σ(z))
+            h = z.relu_() if slope == 0.0 else torch.nn.functional.leaky_relu_(z, slope)
             hs.append(h)
         w, b = ws[-1], bs[-1]
         scores = torch.addmm(b, h, w.t()) if b is not None else h @ w.t()
