@@ -2,7 +2,9 @@
 machine's noise? An interleaved A/B of one critic step (or, with ``--iteration``, one
 whole generator iteration: 5 critic steps and a generator step): gantk's default, gantk
 with one backward of (loss + penalty) (the CUDA path, forced here), gantk with separate
-real and fake forwards, gantk under each ``--amp`` mode asked for, and the WGAN-GP
+real and fake forwards, gantk with the penalty's input gradient taken by autograd's
+double backward (``GANTK_FORCE_REF=1``: what the closed form for MLP critics in
+gantk/ops/piecewise.py saves), gantk under each ``--amp`` mode asked for, and the WGAN-GP
 authors' loop (``gantk.benchmarking.ReferenceLoop``, float32, torch's default Adam),
 same networks and batch. Each round times every variant twice, in alternating order,
 so a slow spell of a shared VM hits them all; the medians and the per-round paired
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -46,6 +49,7 @@ def variants(case_name: str, device: str, iteration: bool = False, amps: tuple[s
             warnings.simplefilter("ignore")
             t = step_case_trainer(case_name, tmp, device, amp=amp)
         trainers[f"gantk-amp-{amp}" + (f"={t.cfg.amp}" if amp == "auto" else "")] = t
+    trainers["gantk-autograd-penalty"] = step_case_trainer(case_name, tmp, device)
     ref = ReferenceLoop.like(tr)
     if iteration:
         fns = {k: whole_iteration(t.critic_step, t.generator_step) for k, t in trainers.items()}
@@ -53,7 +57,25 @@ def variants(case_name: str, device: str, iteration: bool = False, amps: tuple[s
     else:
         fns = {k: t.critic_step for k, t in trainers.items()}
         fns["reference"] = ref.critic_step
+    fns["gantk-autograd-penalty"] = _forced_ref(fns["gantk-autograd-penalty"])
     return fns
+
+
+def _forced_ref(fn):
+    """``fn`` with GANTK_FORCE_REF=1: the penalty's input gradient by autograd's double
+    backward instead of the closed form for MLP critics (and the norm head in PyTorch
+    instead of the fused kernel, about 1 % of a CPU step)."""
+    def run():
+        before = os.environ.get("GANTK_FORCE_REF")
+        os.environ["GANTK_FORCE_REF"] = "1"
+        try:
+            fn()
+        finally:
+            if before is None:
+                del os.environ["GANTK_FORCE_REF"]
+            else:
+                os.environ["GANTK_FORCE_REF"] = before
+    return run
 
 
 def ab(fns: dict, rounds: int, device: str) -> dict[str, list[float]]:
