@@ -33,7 +33,7 @@ from torch import nn
 
 from .common import force_ref
 
-__all__ = ["PiecewiseLayers", "piecewise_layers", "mlp_input_gradient"]
+__all__ = ["PiecewiseLayers", "piecewise_layers", "mlp_input_gradient", "closed_form_applies"]
 
 
 @dataclass
@@ -63,8 +63,8 @@ def piecewise_layers(critic) -> PiecewiseLayers | None:
     """The critic's layers when it is an ``nn.Sequential`` of exactly: optional
     ``Flatten()`` / ``Identity``, then ``Linear`` layers with one ``ReLU`` or
     ``LeakyReLU`` between each two, then optional ``Flatten`` / ``Unflatten`` /
-    ``Identity`` (shape only) — with no hooks on any of them; else None. Weights may be
-    parametrized (spectral norm through ``torch.nn.utils.parametrizations``)."""
+    ``Identity`` (shape only) — with no hooks on any of them; else None. A parametrized
+    layer (spectral norm) is another class, so it takes autograd's path."""
     if type(critic) is not nn.Sequential or _hooked(critic) or _global_hooks():
         return None
     mods = list(critic)
