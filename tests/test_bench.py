@@ -64,6 +64,9 @@ def test_a_lever_the_case_cannot_take_is_a_note(tmp_path):
 
 def test_interleaved_step_ab_times_every_variant(tmp_path, capsys, monkeypatch):
     import json
+    import os
+
+    monkeypatch.delenv("GANTK_FORCE_REF", raising=False)
     from pathlib import Path
 
     from _helpers import load_script
@@ -73,7 +76,9 @@ def test_interleaved_step_ab_times_every_variant(tmp_path, capsys, monkeypatch):
     script = load_script(bench / "bench_step_ab.py", "bench_step_ab")
     assert script.main(["--case", "toy-mlp", "--rounds", "1", "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "step-ab-toy-mlp-cpu.json").read_text())
-    assert set(res["times_s"]) == {"gantk", "gantk-one-backward", "gantk-separate-forward", "reference"}
+    assert set(res["times_s"]) == {"gantk", "gantk-one-backward", "gantk-separate-forward",
+                                   "gantk-autograd-penalty", "reference"}
+    assert "GANTK_FORCE_REF" not in os.environ  # the autograd variant sets it only around its own calls
     assert all(len(v) == 2 and min(v) > 0 for v in res["times_s"].values())
     assert res["speedup_vs_reference"]["reference"] == 1.0
     assert "| gantk-one-backward |" in capsys.readouterr().out
