@@ -16,7 +16,26 @@ _pending: list[int] = []
 
 def _interrupted() -> None:
     sys.stderr.write("error: interrupted\n")
-    sys.exit(130)
+    _exit_interrupted()
+
+
+def _exit_interrupted() -> None:
+    """End the process with status 130 after an interrupt it reported. A KeyboardInterrupt
+    that passed through C code running Python source (``PyRun_String``, as some
+    extension modules use) leaves the interpreter marked as killed by SIGINT, and it
+    then ends by raising SIGINT against itself after finalising (status -2), whatever
+    ``sys.exit`` said. The exit handlers run and the streams are flushed here, as
+    finalisation would, and the status is set directly."""
+    import atexit
+    import os
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(130)
 
 
 def _hold(signum, frame) -> None:
@@ -38,3 +57,7 @@ def main() -> None:
         _cli_main()
     except KeyboardInterrupt:
         _interrupted()
+    except SystemExit as exc:
+        if exc.code == 130:  # an interrupt the command reported (see _exit_interrupted)
+            _exit_interrupted()
+        raise
