@@ -8,6 +8,8 @@ instead of a traceback.
 """
 from __future__ import annotations
 
+import atexit
+import os
 import signal
 import sys
 
@@ -27,9 +29,6 @@ def _exit_interrupted() -> None:
     4 interrupts landing 4 s into a ``gantk train``, just before training starts. The
     exit handlers run and the streams are flushed here, as finalisation would, and the
     status is set directly."""
-    import atexit
-    import os
-
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
