@@ -27,6 +27,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import torch
 from common import HERE, N_CRITIC, run_metadata  # noqa: F401  (common puts gantk on sys.path)
@@ -66,15 +67,8 @@ def _forced_ref(fn):
     backward instead of the closed form for MLP critics (and the norm head in PyTorch
     instead of the fused kernel, about 1 % of a CPU step)."""
     def run():
-        before = os.environ.get("GANTK_FORCE_REF")
-        os.environ["GANTK_FORCE_REF"] = "1"
-        try:
+        with mock.patch.dict(os.environ, {"GANTK_FORCE_REF": "1"}):
             fn()
-        finally:
-            if before is None:
-                del os.environ["GANTK_FORCE_REF"]
-            else:
-                os.environ["GANTK_FORCE_REF"] = before
     return run
 
 

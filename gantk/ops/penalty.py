@@ -278,7 +278,9 @@ def gradient_norm_penalty(
 
 def _input_gradient(critic, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(x, scores, g)``: x a detached copy of ``points`` that requires grad, the critic's
-    scores there and ∇ₓ Σ_i D(x_i) with ``create_graph=True``."""
+    scores there and ∇ₓ Σ_i D(x_i), differentiable with respect to the critic's
+    parameters (closed form for piecewise-linear MLP critics, else autograd with
+    ``create_graph=True``)."""
     x = points.detach().requires_grad_(True)
     layers = piecewise.closed_form_applies(critic, x)
     if layers is not None:  # a ReLU/LeakyReLU MLP: no double backward through zeros
