@@ -16,6 +16,11 @@ meets the targets) is printed and written beside the rows.
     python benchmarks/quality/amp_quality.py --device cuda --jobs 12
     python benchmarks/quality/amp_quality.py --device cpu --jobs 2 --threads 1
     python benchmarks/quality/amp_quality.py --steps 20 --seeds 0 --data 8gaussians --digits-steps 10  # smoke
+    python benchmarks/quality/amp_quality.py --data 25gaussians --amps bf16-emulated,bf16-emulated-fp32-ends
+
+The ``bf16-emulated`` modes compute bf16 autocast's numbers in float32
+(``bf16_emulation.py``; MLP models only), so a CPU without bf16 units can measure
+what bf16 does to quality at float32 speed.
 
 Targets (benchmarks/quality/RESULTS.md): on every seed every mode covered, a
 high-quality share ≥ 95 % (25gaussians) / ≥ 97 % (8gaussians) and W1 ≤ 1.25× the
@@ -46,7 +51,14 @@ W1_TARGET = 1.25
 FD_TARGET = 1.0
 
 
-def _cli() -> list[str]:
+#: ``--amps`` modes that emulate bf16 autocast in float32 (bf16_emulation.py), for a CPU
+#: without bf16 units: every Linear in bf16, or all but the data-facing two
+EMULATED = {"bf16-emulated": "all", "bf16-emulated-fp32-ends": "fp32-ends"}
+
+
+def _cli(amp: str = "off") -> list[str]:
+    if amp in EMULATED:
+        return [sys.executable, str(HERE / "bf16_emulation.py"), EMULATED[amp]]
     return [sys.executable, "-m", "gantk"]
 
 
@@ -57,7 +69,8 @@ def _env() -> dict[str, str]:
 
 
 def train_args(job: dict, args) -> list[str]:
-    common = ["--seed", str(job["seed"]), "--amp", job["amp"], "--device", args.device, "--threads",
+    amp = "off" if job["amp"] in EMULATED else job["amp"]
+    common = ["--seed", str(job["seed"]), "--amp", amp, "--device", args.device, "--threads",
               str(args.threads), "--out", str(args.runs), "--name", job["name"], "--checkpoint-every", "0",
               "--image-every", "0", "--log-every", "100"]
     if job["data"] == "digits":
@@ -70,7 +83,7 @@ def train_args(job: dict, args) -> list[str]:
 def run_job(job: dict, args) -> dict:
     run = Path(args.runs) / job["name"]
     t0 = time.perf_counter()
-    tr = subprocess.run(_cli() + train_args(job, args), capture_output=True, text=True, env=_env())
+    tr = subprocess.run(_cli(job["amp"]) + train_args(job, args), capture_output=True, text=True, env=_env())
     seconds = time.perf_counter() - t0
     if tr.returncode != 0:
         return {**job, "error": "train: " + (tr.stderr.strip().splitlines() or ["?"])[-1]}

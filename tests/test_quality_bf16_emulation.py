@@ -1,0 +1,97 @@
+"""benchmarks/quality/bf16_emulation.py computes bf16 autocast's numbers in float32, and
+amp_quality.py runs its emulated modes through it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from _helpers import load_script
+
+HERE = Path(__file__).resolve().parents[1] / "benchmarks" / "quality"
+SCRIPT = HERE / "bf16_emulation.py"
+
+
+@pytest.fixture(scope="module")
+def emu():
+    return load_script(SCRIPT, "bf16_emulation")
+
+
+def _mlp():
+    return nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+
+
+def _penalised_step(critic, x, autocast: bool):
+    """Scores, input gradient and parameter gradients of a WGAN-GP-like objective, with
+    the input gradient taken by autograd's double backward (as under autocast)."""
+    critic.zero_grad(set_to_none=True)
+    xx = x.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        s = critic(xx).float()
+        (g,) = torch.autograd.grad(s.sum(), xx, create_graph=True)
+    (((g.norm(dim=1) - 1) ** 2).mean() + s.mean()).backward()
+    return s.detach(), g.detach(), [p.grad.clone() for p in critic.parameters()]
+
+
+def test_emulated_layers_compute_bf16_autocasts_numbers(emu):
+    torch.manual_seed(0)
+    ref, em, f32 = _mlp(), _mlp(), _mlp()
+    em.load_state_dict(ref.state_dict())
+    f32.load_state_dict(ref.state_dict())
+    assert emu.emulate(em) == 3
+    x = torch.randn(128, 2) * 2
+    auto = _penalised_step(ref, x, autocast=True)
+    mine = _penalised_step(em, x, autocast=False)
+    plain = _penalised_step(f32, x, autocast=False)
+    # the forward and the input gradient are autocast's to the bit
+    assert torch.equal(auto[0], mine[0]) and torch.equal(auto[1], mine[1])
+    # parameter gradients: within one bf16 rounding of the largest entry (accumulation order)
+    for a, b, c in zip(auto[2], mine[2], plain[2]):
+        scale = a.abs().max()
+        assert (a - b).abs().max() <= scale * 2 ** -7
+    # and bf16 is not float32: the emulation changes the numbers
+    assert not torch.equal(mine[0], plain[0])
+    assert max(((a - c).abs().max() / a.abs().max()).item() for a, c in zip(auto[2], plain[2])) > 2 ** -7
+
+
+def test_the_variants_keep_the_data_facing_layers(emu, small_cfg):
+    from gantk.ops import piecewise
+    from gantk.training import Trainer, trainer
+
+    built = trainer.Trainer.__init__
+    try:
+        emu.install("fp32-ends")
+        tr = Trainer(small_cfg())
+    finally:
+        trainer.Trainer.__init__ = built
+    kinds = lambda net: [type(m).__name__ for m in net.modules() if isinstance(m, nn.Linear)]  # noqa: E731
+    assert kinds(tr.D) == ["Linear", "BF16Linear", "BF16Linear"]
+    assert kinds(tr.G) == ["BF16Linear", "BF16Linear", "Linear"]
+    # the penalty's closed form reads the weights itself: an emulated critic takes autograd
+    assert piecewise.piecewise_layers(tr.D) is None
+    with pytest.raises(SystemExit, match="variant must be one of"):
+        emu.install("half")
+
+
+def test_a_model_with_convolutions_is_refused(emu):
+    with pytest.raises(SystemExit, match="only Linear layers"):
+        emu.emulate(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2, 1)))
+
+
+def test_amp_quality_runs_emulated_modes_through_the_launcher(tmp_path):
+    """A 3-step emulated run, trained and scored: its config says --amp off."""
+    out = tmp_path / "r.jsonl"
+    r = subprocess.run([sys.executable, str(HERE / "amp_quality.py"), "--data", "8gaussians", "--amps",
+                        "bf16-emulated", "--seeds", "0", "--steps", "3", "--jobs", "1", "--draws", "2",
+                        "--runs", str(tmp_path / "runs"), "--results", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["amp"] == "bf16-emulated" and row["amp_run"] == "off" and row["steps"] == 3
+    assert 0 <= row["hq_share"] <= 1 and row["modes_covered"] <= 8
