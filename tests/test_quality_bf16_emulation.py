@@ -77,6 +77,24 @@ def test_the_variants_keep_the_data_facing_layers(emu, small_cfg):
         emu.install("half")
 
 
+def test_the_final_phase_trains_in_float32(emu, small_cfg):
+    """``fp32-final``: bf16 for the first 80 % of the generator steps, float32 after."""
+    from gantk.training import Trainer, trainer
+
+    saved = trainer.Trainer.__init__, trainer.Trainer._iteration
+    seen = []
+    try:
+        emu.install("fp32-final")
+        tr = Trainer(small_cfg(steps=10))
+        step = tr.critic_step
+        tr.critic_step = lambda: (seen.append(emu.BF16Linear.active), step())[1]
+        tr.train()
+    finally:
+        trainer.Trainer.__init__, trainer.Trainer._iteration = saved
+        emu.BF16Linear.active = True
+    assert seen == [True] * 16 + [False] * 4  # 10 steps of 2 critic steps; bf16 for steps 0-7
+
+
 def test_a_model_with_convolutions_is_refused(emu):
     with pytest.raises(SystemExit, match="only Linear layers"):
         emu.emulate(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2, 1)))

@@ -9,7 +9,9 @@ VARIANT:
 
 * ``all``: every Linear layer in bf16, as ``--amp bf16`` runs the MLP nets;
 * ``fp32-ends``: the critic's first Linear (where it reads the data) and the
-  generator's last (where it writes samples) stay float32, the rest in bf16.
+  generator's last (where it writes samples) stay float32, the rest in bf16;
+* ``fp32-final``: every Linear in bf16 for the first 80 % of the steps, all float32
+  for the last 20 % (where the learning rate has decayed and the modes sharpen).
 
 **Why it matches autocast.** Under bf16 autocast ``linear(x, W, b)`` casts x, W and b to
 bfloat16, multiplies with float32 accumulation and rounds the output to bfloat16; its
@@ -34,7 +36,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-VARIANTS = ("all", "fp32-ends")
+VARIANTS = ("all", "fp32-ends", "fp32-final")
+#: ``fp32-final``: the share of the steps trained in bf16 before float32 takes over
+BF16_SHARE = 0.8
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
              nn.Bilinear, nn.Embedding)
 
@@ -44,9 +48,14 @@ def _r(t: torch.Tensor | None) -> torch.Tensor | None:
 
 
 class BF16Linear(nn.Linear):
-    """An ``nn.Linear`` whose forward computes bf16 autocast's numbers in float32."""
+    """An ``nn.Linear`` whose forward computes bf16 autocast's numbers in float32 while
+    :attr:`active` (the class's switch) is on, and float32's when it is off."""
+
+    active = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not BF16Linear.active:
+            return super().forward(x)
         return _r(F.linear(_r(x), _r(self.weight), _r(self.bias)))
 
 
@@ -85,6 +94,14 @@ def install(variant: str) -> None:
         emulate(self.G, keep=_linears(self.G)[-1] if ends else None)
 
     trainer.Trainer.__init__ = init
+    if variant == "fp32-final":
+        iteration = trainer.Trainer._iteration
+
+        def step(self):
+            BF16Linear.active = self.step < int(BF16_SHARE * self.cfg.steps)
+            iteration(self)
+
+        trainer.Trainer._iteration = step
 
 
 def main(argv: list[str]) -> None:
