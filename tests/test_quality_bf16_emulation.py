@@ -2,6 +2,7 @@
 amp_quality.py runs its emulated modes through it."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -50,9 +51,8 @@ def test_emulated_layers_compute_bf16_autocasts_numbers(emu):
     # the forward and the input gradient are autocast's to the bit
     assert torch.equal(auto[0], mine[0]) and torch.equal(auto[1], mine[1])
     # parameter gradients: within one bf16 rounding of the largest entry (accumulation order)
-    for a, b, c in zip(auto[2], mine[2], plain[2]):
-        scale = a.abs().max()
-        assert (a - b).abs().max() <= scale * 2 ** -7
+    for a, b in zip(auto[2], mine[2]):
+        assert (a - b).abs().max() <= a.abs().max() * 2 ** -7
     # and bf16 is not float32: the emulation changes the numbers
     assert not torch.equal(mine[0], plain[0])
     assert max(((a - c).abs().max() / a.abs().max()).item() for a, c in zip(auto[2], plain[2])) > 2 ** -7
@@ -108,8 +108,6 @@ def test_amp_quality_runs_emulated_modes_through_the_launcher(tmp_path):
                         "--runs", str(tmp_path / "runs"), "--results", str(out)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    import json
-
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert row["amp"] == "bf16-emulated" and row["amp_run"] == "off" and row["steps"] == 3
     assert 0 <= row["hq_share"] <= 1 and row["modes_covered"] <= 8
