@@ -8,7 +8,9 @@ gantk/ops/piecewise.py saves), gantk under each ``--amp`` mode asked for, and th
 authors' loop (``gantk.benchmarking.ReferenceLoop``, float32, torch's default Adam),
 same networks and batch. Each round times every variant twice, in alternating order,
 so a slow spell of a shared VM hits them all; the medians and the per-round paired
-ratios are reported.
+ratios are reported, each paired ratio with a 95 % bootstrap interval over the rounds
+(a claim such as "≥ 1.3× the reference" holds on this machine when the interval's lower
+end is above 1.3).
 
     python benchmarks/bench_step_ab.py [--case dcgan-64] [--rounds 10] [--threads 2]
     python benchmarks/bench_step_ab.py --case toy-mlp --iteration --amp auto --rounds 20
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -89,6 +92,21 @@ def ab(fns: dict, rounds: int, device: str) -> dict[str, list[float]]:
     return times
 
 
+def paired_interval(ref: list[float], times: list[float], per_round: int = 2, level: float = 0.95,
+                    draws: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """``(median, low, high)`` of the paired ratios ``ref[i] / times[i]``: the median and a
+    percentile bootstrap interval at ``level``. Rounds (``per_round`` consecutive pairs,
+    timed back to back) are resampled whole, since two timings in one round share its
+    spell of the machine."""
+    ratios = [r / t for r, t in zip(ref, times)]
+    rounds = [ratios[i:i + per_round] for i in range(0, len(ratios), per_round)]
+    rng = random.Random(seed)
+    meds = sorted(statistics.median([x for rd in rng.choices(rounds, k=len(rounds)) for x in rd])
+                  for _ in range(draws))
+    tail = (1.0 - level) / 2
+    return statistics.median(ratios), meds[int(tail * (draws - 1))], meds[int(round((1.0 - tail) * (draws - 1)))]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--case", default="dcgan-64", choices=sorted(STEP_CASES))
@@ -106,21 +124,24 @@ def main(argv=None) -> int:
     times = ab(variants(args.case, args.device, args.iteration, tuple(args.amp)), args.rounds, args.device)
     med = {k: statistics.median(v) for k, v in times.items()}
     vs_ref = {k: med["reference"] / v for k, v in med.items()}
-    paired = {k: statistics.median(r / t for r, t in zip(times["reference"], v)) for k, v in times.items()}
+    intervals = {k: paired_interval(times["reference"], v) for k, v in times.items()}
+    paired = {k: iv[0] for k, iv in intervals.items()}
     unit = "iteration" if args.iteration else "critic step"
     result = {"meta": run_metadata(args.device), "case": args.case, "unit": unit, "rounds": args.rounds,
               "threads": torch.get_num_threads(), "median_s": med, "speedup_vs_reference": vs_ref,
-              "paired_speedup_vs_reference": paired, "times_s": times}
+              "paired_speedup_vs_reference": paired,
+              "paired_speedup_95_interval": {k: [iv[1], iv[2]] for k, iv in intervals.items()}, "times_s": times}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"{args.case}-iteration" if args.iteration else args.case
     (out / f"step-ab-{tag}-{args.device}.json").write_text(json.dumps(result, indent=1))
     print(f"| {args.case} {unit} ({torch.get_num_threads()} threads, {args.rounds} rounds) | ms | "
-          + ("it/s | " if args.iteration else "") + "×reference | paired ×reference |")
+          + ("it/s | " if args.iteration else "") + "×reference | paired ×reference (95 % interval) |")
     print("|---|---|" + ("---|" if args.iteration else "") + "---|---|")
     for k in times:
         its = f" {1 / med[k]:.2f} |" if args.iteration else ""
-        print(f"| {k} | {1e3 * med[k]:.1f} |{its} {vs_ref[k]:.2f} | {paired[k]:.2f} |")
+        _, lo, hi = intervals[k]
+        print(f"| {k} | {1e3 * med[k]:.1f} |{its} {vs_ref[k]:.2f} | {paired[k]:.2f} ({lo:.2f}–{hi:.2f}) |")
     return 0
 
 

@@ -1,6 +1,8 @@
 """The benchmark helpers run and report sane figures (no timing assertions)."""
 import math
 
+import pytest
+
 from gantk.benchmarking import ReferenceLoop, bench_penalty_quick, bench_steps, timeit
 
 
@@ -82,3 +84,52 @@ def test_interleaved_step_ab_times_every_variant(tmp_path, capsys, monkeypatch):
     assert all(len(v) == 2 and min(v) > 0 for v in res["times_s"].values())
     assert res["speedup_vs_reference"]["reference"] == 1.0
     assert "| gantk-one-backward |" in capsys.readouterr().out
+    lo, hi = res["paired_speedup_95_interval"]["gantk"]
+    assert lo <= res["paired_speedup_vs_reference"]["gantk"] <= hi
+
+
+def _step_ab_script(monkeypatch):
+    from pathlib import Path
+
+    from _helpers import load_script
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    return load_script(bench / "bench_step_ab.py", "bench_step_ab")
+
+
+def test_paired_interval_brackets_the_ratio_and_narrows_with_rounds(monkeypatch):
+    import random
+
+    script = _step_ab_script(monkeypatch)
+    # a variant exactly 1.5x as fast in every pair: no spread at all
+    ref = [0.3, 0.33, 0.29, 0.4]
+    assert script.paired_interval(ref, [r / 1.5 for r in ref]) == pytest.approx((1.5, 1.5, 1.5))
+    # noisy pairs around 1.25: the interval holds the median, contains 1.25, and shrinks
+    rng = random.Random(3)
+
+    def pairs(n):
+        ref = [rng.uniform(0.2, 0.3) for _ in range(n)]
+        return ref, [r / (1.25 * rng.lognormvariate(0, 0.08)) for r in ref]
+
+    med, lo, hi = script.paired_interval(*pairs(20))
+    assert lo < med < hi and lo < 1.25 < hi
+    med2, lo2, hi2 = script.paired_interval(*pairs(400))
+    assert lo2 < 1.25 < hi2 and (hi2 - lo2) < (hi - lo) / 2
+
+
+def test_paired_interval_resamples_whole_rounds(monkeypatch):
+    import random
+
+    script = _step_ab_script(monkeypatch)
+    # a slow spell hits a round's two pairs together (here: the same ratio); resampling
+    # single pairs would count them as independent and give a narrower interval
+    rng = random.Random(5)
+    ref, t = [], []
+    for _ in range(30):
+        ratio = 1.25 * rng.lognormvariate(0, 0.1)
+        ref += [1.0, 1.0]
+        t += [1.0 / ratio, 1.0 / ratio]
+    _, lo, hi = script.paired_interval(ref, t, per_round=2)
+    _, lo1, hi1 = script.paired_interval(ref, t, per_round=1)
+    assert (hi - lo) > 1.2 * (hi1 - lo1)
