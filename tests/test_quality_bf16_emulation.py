@@ -95,6 +95,48 @@ def test_the_final_phase_trains_in_float32(emu, small_cfg):
     assert seen == [True] * 16 + [False] * 4  # 10 steps of 2 critic steps; bf16 for steps 0-7
 
 
+def test_the_penalty_variant_runs_the_penalty_in_float32(emu, small_cfg):
+    """``fp32-penalty``: the enforcer's penalty (its critic pass, input gradient and that
+    gradient's backward) in float32, the adversarial scores in bf16."""
+    from gantk.training import Trainer, amp, trainer
+
+    saved = trainer.Trainer.__init__, amp.Precision.penalty
+    during = []
+    try:
+        emu.install("fp32-penalty")
+        tr = Trainer(small_cfg(steps=2))
+        enforcer = tr.c.enforcer
+        inner = enforcer.penalty
+
+        def watched(critic, real, fake, **kw):
+            out = inner(critic, real, fake, **kw)
+            # the critic as the penalty saw it computes float32's numbers, not bf16's
+            x = real[:8].detach()
+            during.append((emu.BF16Linear.active, torch.equal(critic(x), _float32(tr.D)(x))))
+            return out
+
+        enforcer.penalty = watched
+        tr.train()
+    finally:
+        trainer.Trainer.__init__, amp.Precision.penalty = saved
+        emu.BF16Linear.active = True
+    assert during and all(d == (False, True) for d in during)
+    # outside the penalty the layers are bf16 again
+    x = torch.randn(8, 2)
+    assert not torch.equal(tr.D(x), _float32(tr.D)(x))
+
+
+def _float32(net):
+    """A float32 copy of an emulated net (every layer a plain Linear)."""
+    import copy
+
+    twin = copy.deepcopy(net)
+    for m in twin.modules():
+        if isinstance(m, nn.Linear):
+            m.__class__ = nn.Linear
+    return twin
+
+
 def test_a_model_with_convolutions_is_refused(emu):
     with pytest.raises(SystemExit, match="only Linear layers"):
         emu.emulate(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2, 1)))

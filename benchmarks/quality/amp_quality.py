@@ -55,7 +55,7 @@ FD_TARGET = 1.0
 #: without bf16 units: every Linear in bf16, all but the data-facing two, or every Linear
 #: in bf16 for 80 % of the steps and float32 for the rest
 EMULATED = {"bf16-emulated": "all", "bf16-emulated-fp32-ends": "fp32-ends",
-            "bf16-emulated-fp32-final": "fp32-final"}
+            "bf16-emulated-fp32-final": "fp32-final", "bf16-emulated-fp32-penalty": "fp32-penalty"}
 
 
 def _cli(amp: str = "off") -> list[str]:

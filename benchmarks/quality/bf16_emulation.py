@@ -11,7 +11,10 @@ VARIANT:
 * ``fp32-ends``: the critic's first Linear (where it reads the data) and the
   generator's last (where it writes samples) stay float32, the rest in bf16;
 * ``fp32-final``: every Linear in bf16 for the first 80 % of the steps, all float32
-  for the last 20 % (where the learning rate has decayed and the modes sharpen).
+  for the last 20 % (where the learning rate has decayed and the modes sharpen);
+* ``fp32-penalty``: every Linear in bf16 except inside the Lipschitz enforcer's penalty
+  (its critic pass at x̂, the input gradient and that gradient's backward), which runs
+  in float32 throughout.
 
 **Why it matches autocast.** Under bf16 autocast ``linear(x, W, b)`` casts x, W and b to
 bfloat16, multiplies with float32 accumulation and rounds the output to bfloat16; its
@@ -36,7 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-VARIANTS = ("all", "fp32-ends", "fp32-final")
+VARIANTS = ("all", "fp32-ends", "fp32-final", "fp32-penalty")
 #: ``fp32-final``: the share of the steps trained in bf16 before float32 takes over
 BF16_SHARE = 0.8
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
@@ -102,6 +105,21 @@ def install(variant: str) -> None:
             iteration(self)
 
         trainer.Trainer._iteration = step
+    if variant == "fp32-penalty":
+        # the graph records what each layer did, so the penalty's backward (taken later,
+        # with the switch back on) stays float32 too
+        from gantk.training import amp
+
+        penalty = amp.Precision.penalty
+
+        def float32_penalty(self, *args, **kwargs):
+            BF16Linear.active = False
+            try:
+                return penalty(self, *args, **kwargs)
+            finally:
+                BF16Linear.active = True
+
+        amp.Precision.penalty = float32_penalty
 
 
 def main(argv: list[str]) -> None:
