@@ -1,5 +1,6 @@
 """The benchmark helpers run and report sane figures (no timing assertions)."""
 import math
+import random
 
 import pytest
 
@@ -69,13 +70,7 @@ def test_interleaved_step_ab_times_every_variant(tmp_path, capsys, monkeypatch):
     import os
 
     monkeypatch.delenv("GANTK_FORCE_REF", raising=False)
-    from pathlib import Path
-
-    from _helpers import load_script
-
-    bench = Path(__file__).resolve().parents[1] / "benchmarks"
-    monkeypatch.syspath_prepend(str(bench))  # the script imports benchmarks/common.py
-    script = load_script(bench / "bench_step_ab.py", "bench_step_ab")
+    script = _step_ab_script(monkeypatch)
     assert script.main(["--case", "toy-mlp", "--rounds", "1", "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "step-ab-toy-mlp-cpu.json").read_text())
     assert set(res["times_s"]) == {"gantk", "gantk-one-backward", "gantk-separate-forward",
@@ -94,13 +89,11 @@ def _step_ab_script(monkeypatch):
     from _helpers import load_script
 
     bench = Path(__file__).resolve().parents[1] / "benchmarks"
-    monkeypatch.syspath_prepend(str(bench))
+    monkeypatch.syspath_prepend(str(bench))  # the script imports benchmarks/common.py
     return load_script(bench / "bench_step_ab.py", "bench_step_ab")
 
 
 def test_paired_interval_brackets_the_ratio_and_narrows_with_rounds(monkeypatch):
-    import random
-
     script = _step_ab_script(monkeypatch)
     # a variant exactly 1.5x as fast in every pair: no spread at all
     ref = [0.3, 0.33, 0.29, 0.4]
@@ -119,8 +112,6 @@ def test_paired_interval_brackets_the_ratio_and_narrows_with_rounds(monkeypatch)
 
 
 def test_paired_interval_resamples_whole_rounds(monkeypatch):
-    import random
-
     script = _step_ab_script(monkeypatch)
     # a slow spell hits a round's two pairs together (here: the same ratio); resampling
     # single pairs would count them as independent and give a narrower interval

@@ -2,6 +2,7 @@
 amp_quality.py runs its emulated modes through it."""
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -128,8 +129,6 @@ def test_the_penalty_variant_runs_the_penalty_in_float32(emu, small_cfg):
 
 def _float32(net):
     """A float32 copy of an emulated net (every layer a plain Linear)."""
-    import copy
-
     twin = copy.deepcopy(net)
     for m in twin.modules():
         if isinstance(m, nn.Linear):

@@ -52,8 +52,8 @@ FD_TARGET = 1.0
 
 
 #: ``--amps`` modes that emulate bf16 autocast in float32 (bf16_emulation.py), for a CPU
-#: without bf16 units: every Linear in bf16, all but the data-facing two, or every Linear
-#: in bf16 for 80 % of the steps and float32 for the rest
+#: without bf16 units: every Linear in bf16, all but the data-facing two, every Linear
+#: in bf16 for 80 % of the steps and float32 for the rest, or all but the penalty's pass
 EMULATED = {"bf16-emulated": "all", "bf16-emulated-fp32-ends": "fp32-ends",
             "bf16-emulated-fp32-final": "fp32-final", "bf16-emulated-fp32-penalty": "fp32-penalty"}
 
