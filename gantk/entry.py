@@ -4,7 +4,8 @@ It imports the CLI (and with it torch, a second or two) with SIGINT held back: a
 that arrives while the libraries load is noted, the imports finish (a library
 interrupted half-way through its own import can be left broken, and some catch the
 interrupt themselves), and the command then ends with one line and exit code 130
-instead of a traceback.
+instead of a traceback. A process started with SIGINT ignored (``nohup``, a shell's
+background job) keeps it ignored, here and in training.
 """
 from __future__ import annotations
 
@@ -42,13 +43,16 @@ def _hold(signum, frame) -> None:
     _pending.append(signum)
 
 
-_previous = signal.signal(signal.SIGINT, _hold)
-try:
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started with SIGINT ignored: it stays so
     from .cli import main as _cli_main
-finally:
-    signal.signal(signal.SIGINT, _previous)
-if _pending:
-    _interrupted()
+else:
+    _previous = signal.signal(signal.SIGINT, _hold)
+    try:
+        from .cli import main as _cli_main
+    finally:
+        signal.signal(signal.SIGINT, _previous)
+    if _pending:
+        _interrupted()
 
 
 def main() -> None:

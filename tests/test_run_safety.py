@@ -223,18 +223,71 @@ def test_a_failed_start_leaves_no_run_folder(tmp_path):
     assert res.run_dir.exists()
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _sigint_ignored() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_ctrl_c_at_any_moment_of_the_console_script_is_one_line(tmp_path):
     env = {**os.environ, "GANTK_FORCE_REF": "1"}
     cmd = [sys.executable, "-m", "gantk", "train", "--out", str(tmp_path / "runs"), "--steps", "100000",
            "--data", "8gaussians", "-O", "data.n=256", "--batch-size", "16"]
     # from 0.2 s: a signal inside the interpreter's own start-up (site, ~50 ms) is Python's to handle
     for delay in (0.2, 0.4, 0.8, 1.5, 4.0):
-        p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        # started as a shell starts a foreground command (SIGINT at its default), also when
+        # these tests themselves run as a background job, whose children inherit it ignored
+        p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                             preexec_fn=_sigint_default)
         time.sleep(delay)
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=120)
         assert "Traceback" not in err, (delay, err)
         assert p.returncode in (130, 0), (delay, p.returncode, err)
+
+
+def test_a_run_started_with_sigint_ignored_keeps_ignoring_it(tmp_path):
+    """``nohup`` and a shell's background jobs start a program with SIGINT ignored: gantk
+    leaves it so in start-up and in training alike (SIGTERM still stops the run
+    cleanly), instead of dropping a SIGINT during start-up and acting on one later."""
+    env = {**os.environ, "GANTK_FORCE_REF": "1"}
+    cmd = [sys.executable, "-m", "gantk", "train", "--out", str(tmp_path / "runs"), "--steps", "100000",
+           "--data", "8gaussians", "-O", "data.n=256", "--batch-size", "16", "--log-every", "1"]
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                         preexec_fn=_sigint_ignored)
+    try:
+        seen = ""
+        while "step " not in seen:  # training has begun
+            line = p.stderr.readline()
+            assert line, "gantk train ended before training began"
+            seen += line
+        p.send_signal(signal.SIGINT)
+        with pytest.raises(subprocess.TimeoutExpired):
+            p.wait(timeout=3)  # ignored: still training
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 143 and "SIGTERM" in err and "Traceback" not in err
+
+
+def test_the_trainer_leaves_an_ignored_sigint_ignored(small_cfg):
+    tr = Trainer(small_cfg(steps=1))
+    step, seen = tr.critic_step, []
+    tr.critic_step = lambda: (seen.append((signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))),
+                              step())[1]
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        tr.train()
+        after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert all(i is signal.SIG_IGN and t == tr._request_stop for i, t in seen)
+    assert after is signal.SIG_IGN
 
 
 # ------------------------------------------------------------------ sizes and hostile flags

@@ -527,10 +527,16 @@ class Trainer:
             self.run_dir.rmdir()
 
     def _install_signal_handlers(self) -> dict:
+        """The stop-after-this-step handler for SIGINT and SIGTERM, except for a signal the
+        process was told to ignore (``nohup``, or a shell's background job, starts a
+        program with SIGINT ignored): that one stays ignored for the whole run, as it
+        was before training began, rather than being ignored during start-up and acted
+        on once the steps run."""
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                handlers[sig] = signal.signal(sig, self._request_stop)
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    handlers[sig] = signal.signal(sig, self._request_stop)
         return handlers
 
     def _iteration(self) -> None:
