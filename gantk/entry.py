@@ -43,16 +43,13 @@ def _hold(signum, frame) -> None:
     _pending.append(signum)
 
 
-if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started with SIGINT ignored: it stays so
+_previous = signal.signal(signal.SIGINT, _hold)
+try:
     from .cli import main as _cli_main
-else:
-    _previous = signal.signal(signal.SIGINT, _hold)
-    try:
-        from .cli import main as _cli_main
-    finally:
-        signal.signal(signal.SIGINT, _previous)
-    if _pending:
-        _interrupted()
+finally:
+    signal.signal(signal.SIGINT, _previous)
+if _pending and _previous is not signal.SIG_IGN:  # started with SIGINT ignored: it stays so
+    _interrupted()
 
 
 def main() -> None:
